@@ -1,0 +1,5 @@
+"""Allow ``python -m tickercast``."""
+
+from tickercast.cli import main
+
+main()

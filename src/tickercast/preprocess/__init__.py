@@ -1,0 +1,1 @@
+"""The Spark job: raw CSVs -> validated, quarantined, leakage-safe curated features."""

@@ -1,0 +1,1 @@
+"""Serving: the FastAPI app, the predictor, routes, metrics and the dashboard."""

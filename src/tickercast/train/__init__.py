@@ -1,0 +1,1 @@
+"""Training: TimeSeriesDataSet, Lightning DDP fit, MLflow tracking, evaluation, tuning, the model bundle."""
