@@ -116,7 +116,7 @@ def main() -> None:
     try:
         app()
     except (UserError, ConfigError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

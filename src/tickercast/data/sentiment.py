@@ -1,0 +1,105 @@
+"""Headline sentiment: text -> a score in [-1, 1], pluggable, vectorised for pandas UDFs.
+
+The default scorer is VADER's compound score (``vaderSentiment`` ships its lexicon, so nothing is
+downloaded). A scorer is any callable ``pandas.Series[str] -> pandas.Series[float]`` that keeps the
+input's index; :func:`get_scorer` looks one up by name (``"vader"``), by ``"module:function"`` path,
+or among those added with :func:`register_scorer` -- the hook for a finance lexicon or a local FinBERT.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickercast.errors import UserError
+
+Scorer = Callable[[pd.Series], pd.Series]
+
+_analyzer: Any = None
+_scorers: dict[str, Scorer] = {}
+
+
+def _vader() -> Any:
+    """Return the process-wide VADER analyzer, built on first use (never at import)."""
+    global _analyzer
+    if _analyzer is None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        _analyzer = SentimentIntensityAnalyzer()
+    return _analyzer
+
+
+def score_headlines(headlines: pd.Series) -> pd.Series:
+    """Score headlines with VADER's compound score.
+
+    Each distinct headline is scored once, so a batch with repeated headlines (common in news
+    feeds and in the simulator's output) costs one lexicon pass per distinct text.
+
+    Args:
+        headlines: Headline texts; missing values (None/NaN) are allowed.
+
+    Returns:
+        A float Series with the same index: the compound score in [-1, 1], NaN where the headline
+        is missing, 0.0 for an empty or wordless headline.
+
+    """
+    codes, uniques = pd.factorize(headlines, use_na_sentinel=True)
+    polarity = _vader().polarity_scores
+    unique_scores = np.fromiter(
+        (polarity(str(text))["compound"] for text in uniques), dtype="float64", count=len(uniques)
+    )
+    scores = np.full(len(codes), np.nan)
+    present = codes >= 0
+    scores[present] = unique_scores[codes[present]]
+    return pd.Series(scores, index=headlines.index, name="sentiment")
+
+
+def score_headline(headline: str) -> float:
+    """Score one headline with VADER (compound score in [-1, 1])."""
+    return float(_vader().polarity_scores(headline)["compound"])
+
+
+def register_scorer(name: str, scorer: Scorer) -> None:
+    """Make a scorer available to :func:`get_scorer` under ``name``.
+
+    Args:
+        name: Lookup name, e.g. ``"finbert"``.
+        scorer: Callable mapping a Series of headlines to a Series of scores in [-1, 1].
+
+    """
+    _scorers[name] = scorer
+
+
+def get_scorer(name: str = "vader") -> Scorer:
+    """Return a headline scorer by name.
+
+    Args:
+        name: ``"vader"`` (the default), a name added with :func:`register_scorer`, or a
+            ``"package.module:function"`` path to any importable scorer.
+
+    Returns:
+        A callable ``Series[str] -> Series[float]`` keeping the input's index.
+
+    Raises:
+        UserError: The name is unknown or the path cannot be imported.
+
+    """
+    if name == "vader":
+        return score_headlines
+    if name in _scorers:
+        return _scorers[name]
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            scorer = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"cannot load sentiment scorer {name!r}: {exc}") from None
+        if not callable(scorer):
+            raise UserError(f"sentiment scorer {name!r} is not callable")
+        return scorer
+    known = ", ".join(["vader", *sorted(_scorers)])
+    raise UserError(f"unknown sentiment scorer {name!r}; known: {known}, or give module:function")

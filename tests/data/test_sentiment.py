@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tickercast.data import sentiment
+from tickercast.data.sentiment import get_scorer, register_scorer, score_headlines
+from tickercast.errors import UserError
+
+
+def test_vader_reads_tone_and_keeps_the_index() -> None:
+    headlines = pd.Series(
+        [
+            "Company posts record profit and strong growth",
+            "Company faces fraud investigation and heavy losses",
+            "Company to report earnings on Thursday",
+            None,
+            "",
+            "Company posts record profit and strong growth",
+        ],
+        index=[10, 11, 12, 13, 14, 15],
+    )
+    scores = score_headlines(headlines)
+    assert scores.index.tolist() == headlines.index.tolist()
+    assert scores[10] > 0.5 and scores[11] < -0.5 and scores[12] == 0.0
+    assert np.isnan(scores[13]) and scores[14] == 0.0
+    assert scores[15] == scores[10]
+    assert scores.dropna().between(-1, 1).all()
+
+
+def test_scores_agree_with_one_at_a_time_scoring() -> None:
+    texts = pd.Series(["good news", "terrible crash", "neutral statement", "good news"])
+    assert score_headlines(texts).tolist() == [sentiment.score_headline(t) for t in texts]
+
+
+def test_scorers_are_pluggable() -> None:
+    assert get_scorer() is score_headlines
+    assert get_scorer("tickercast.data.sentiment:score_headlines") is score_headlines
+
+    def constant(headlines: pd.Series) -> pd.Series:
+        return pd.Series(0.25, index=headlines.index)
+
+    register_scorer("constant-test", constant)
+    assert get_scorer("constant-test")(pd.Series(["x"])).tolist() == [0.25]
+    with pytest.raises(UserError, match="unknown sentiment scorer 'finbert'"):
+        get_scorer("finbert")
+    with pytest.raises(UserError, match="cannot load"):
+        get_scorer("no.such.module:score")
