@@ -98,6 +98,13 @@ class ServeSettings(_Section):
     max_body_bytes: PositiveInt = Field(1_000_000, description="Largest accepted POST body")
     max_history_rows: PositiveInt = Field(2000, description="Most rows accepted by POST /forecast")
     max_batch: PositiveInt = Field(100, description="Most tickers in one /predict/batch call")
+    shutdown_timeout_s: PositiveInt = Field(
+        20, description="On SIGTERM, seconds to let in-flight requests finish before closing them"
+    )
+    access_log: bool = Field(False, description="Log every request line (the metrics count them anyway)")
+    torch_threads: PositiveInt = Field(
+        1, description="torch intra-op threads per worker for on-demand forecasts (1 is fastest for one row)"
+    )
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,249 @@
+"""Curated features as pure Spark transforms (DataFrame -> DataFrame, no I/O).
+
+Per-symbol logic runs over ``Window.partitionBy("symbol").orderBy("date")``; the trading calendar
+and the market-index table are small (one row per trading date) and are broadcast. The formulas
+are in ``docs/preprocessing.md``; :mod:`tickercast.preprocess.local_features` implements the same
+ones in pandas and the tests hold both to an independent reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from tickercast import schema
+from tickercast.preprocess import spec
+
+
+def _by_symbol():
+    """Each symbol's rows in date order."""
+    return Window.partitionBy(schema.SYMBOL).orderBy(schema.DATE)
+
+
+def _rows(n: int):
+    """Return the frame of a symbol's last ``n`` rows up to and including the current one."""
+    return _by_symbol().rowsBetween(-(n - 1), Window.currentRow)
+
+
+def _score_batch(headlines: pd.Series) -> pd.Series:
+    from tickercast.data.sentiment import score_headlines
+
+    return score_headlines(headlines).astype("float64")
+
+
+def headline_scores(headlines: Column) -> Column:
+    """Score headlines with the foundation's scorer (VADER) in a pandas UDF, batch by batch.
+
+    Args:
+        headlines: A string column.
+
+    Returns:
+        A double column: the compound score in [-1, 1].
+
+    """
+    return F.pandas_udf(_score_batch, "double")(headlines)
+
+
+def trading_calendar(prices: DataFrame) -> DataFrame:
+    """Return the distinct trading dates of the price data densely from 0.
+
+    Args:
+        prices: Valid price rows with a ``date`` column.
+
+    Returns:
+        ``date, time_idx`` with one row per trading date, numbered densely from 0 (small: broadcast it).
+
+    """
+    dates = prices.select(schema.DATE).distinct()
+    # One row per trading date: a single ordered partition is cheap here.
+    return dates.select(
+        schema.DATE,
+        (F.row_number().over(Window.orderBy(schema.DATE)) - 1).cast("long").alias(schema.TIME_IDX),
+    )
+
+
+def daily_sentiment(keys: DataFrame, observations: DataFrame) -> DataFrame:
+    """Aggregate sentiment observations per symbol and trading date, as of the close.
+
+    Each observation counts for its symbol's first trading row dated on or after its effective
+    date (news after 16:00 New York time or on a non-trading day moves to the next trading date).
+    Observations after a symbol's last row wait for a later run.
+
+    Args:
+        keys: ``symbol, date`` of the valid price rows.
+        observations: ``symbol, effective_date, score``.
+
+    Returns:
+        ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations. The
+        mean adds the scores in sorted order, so it does not depend on how rows were partitioned.
+
+    """
+    rows = keys.select(
+        schema.SYMBOL, schema.DATE, F.lit(1).alias("is_row"), F.lit(None).cast("double").alias("score")
+    )
+    obs = observations.select(
+        schema.SYMBOL, F.col("effective_date").alias(schema.DATE), F.lit(0).alias("is_row"), "score"
+    )
+    following = (
+        Window.partitionBy(schema.SYMBOL)
+        .orderBy(schema.DATE, "is_row")
+        .rowsBetween(Window.currentRow, Window.unboundedFollowing)
+    )
+    assigned = (
+        rows.unionByName(obs)
+        .withColumn(
+            "trading_date", F.first(F.when(F.col("is_row") == 1, F.col(schema.DATE)), True).over(following)
+        )
+        .where((F.col("is_row") == 0) & F.col("trading_date").isNotNull())
+    )
+    scores = F.array_sort(F.collect_list("score"))
+    return assigned.groupBy(schema.SYMBOL, F.col("trading_date").alias(schema.DATE)).agg(
+        (F.aggregate(scores, F.lit(0.0), lambda acc, x: acc + x) / F.size(scores)).alias("sentiment_mean"),
+        F.count("score").cast("long").alias(schema.NEWS_COUNT),
+    )
+
+
+def window_features(rows: DataFrame) -> DataFrame:
+    """Add the per-symbol indicators and the imputed sentiment.
+
+    Args:
+        rows: ``symbol, date, open, high, low, close, volume, time_idx, sentiment_mean, news_count``
+            (``sentiment_mean`` null on rows without observations).
+
+    Returns:
+        The input columns (less ``sentiment_mean``) plus ``log_return``, ``ma_*``, ``rv_*``,
+        ``rsi_14``, ``sentiment``, ``sentiment_observed``.
+
+    """
+    close = F.col(schema.CLOSE)
+    prev_close = F.lag(close).over(_by_symbol())
+    out = rows.withColumn(schema.LOG_RETURN, F.ln(close / prev_close)).withColumn(
+        "_delta", close - prev_close
+    )
+    columns: dict[str, Column] = {}
+    for n in schema.MA_WINDOWS:
+        columns[f"ma_{n}"] = F.when(F.count(close).over(_rows(n)) == n, F.avg(close).over(_rows(n)))
+    ret = F.col(schema.LOG_RETURN)
+    for n in schema.RV_WINDOWS:
+        columns[f"rv_{n}"] = F.when(
+            F.count(ret).over(_rows(n)) == n, F.stddev_samp(ret).over(_rows(n)) * F.lit(spec.ANNUALISATION)
+        )
+    columns[schema.RSI] = _rsi(F.col("_delta"), schema.RSI_WINDOW)
+
+    observed = F.col("sentiment_mean").isNotNull()
+    carry = _by_symbol().rowsBetween(-spec.SENTIMENT_MAX_CARRY_ROWS, Window.currentRow)
+    last_idx = F.last(F.when(observed, F.col(schema.TIME_IDX)), True).over(carry)
+    last_value = F.last(F.col("sentiment_mean"), True).over(carry)
+    decay = F.pow(
+        F.lit(0.5), (F.col(schema.TIME_IDX) - last_idx).cast("double") / F.lit(spec.SENTIMENT_HALF_LIFE_DAYS)
+    )
+    columns[schema.SENTIMENT] = (
+        F.when(observed, F.col("sentiment_mean"))
+        .when(last_idx.isNotNull(), last_value * decay)
+        .otherwise(F.lit(0.0))
+    )
+    columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
+    columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
+    return out.withColumns(columns).drop("_delta", "sentiment_mean")
+
+
+def _rsi(delta: Column, n: int) -> Column:
+    frame = _rows(n)
+    changes = F.count(delta).over(frame)
+    avg_gain = F.avg(F.greatest(delta, F.lit(0.0))).over(frame)
+    avg_loss = F.avg(F.greatest(-delta, F.lit(0.0))).over(frame)
+    downs = F.sum(F.when(delta < 0, 1).otherwise(0)).over(frame)
+    ups = F.sum(F.when(delta > 0, 1).otherwise(0)).over(frame)
+    rsi = F.lit(100.0) - F.lit(100.0) / (F.lit(1.0) + avg_gain / avg_loss)
+    return (
+        F.when(changes < n, F.lit(None).cast("double"))
+        .when(downs == 0, F.when(ups == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
+        .otherwise(rsi)
+    )
+
+
+def calendar_columns(frame: DataFrame) -> DataFrame:
+    """Add ``day_of_week`` (0 = Monday), ``day_of_month`` and ``month`` from ``date``."""
+    date = F.col(schema.DATE)
+    return frame.withColumns(
+        {
+            schema.DAY_OF_WEEK: F.weekday(date).cast("long"),
+            schema.DAY_OF_MONTH: F.dayofmonth(date).cast("long"),
+            schema.MONTH: F.month(date).cast("long"),
+        }
+    )
+
+
+def market_table(indices: DataFrame, calendar: DataFrame, index_symbols: Sequence[str]) -> DataFrame:
+    """Align market indices to the trading calendar, one ``mkt_*`` column pair per index.
+
+    Index values on dates that are not trading dates are ignored; a missing value is carried
+    forward from at most ``MARKET_FFILL_LIMIT`` trading days back, else null. The return is the log
+    of the ratio of consecutive aligned closes (0 over a carried day, null next to a gap).
+
+    Args:
+        indices: Valid index rows ``symbol, date, close`` (one per symbol and date).
+        calendar: Output of :func:`trading_calendar`.
+        index_symbols: The index symbols to produce columns for (the distinct symbols of
+            ``indices``; small, known to the driver because they name columns).
+
+    Returns:
+        ``time_idx`` plus ``mkt_<name>_close, mkt_<name>_ret`` for each index (small: broadcast it).
+
+    """
+    result = calendar.select(schema.TIME_IDX)
+    by_idx = Window.partitionBy("index_symbol").orderBy(schema.TIME_IDX)
+    grid = calendar.crossJoin(indices.select(F.col(schema.SYMBOL).alias("index_symbol")).distinct()).join(
+        indices.select(F.col(schema.SYMBOL).alias("index_symbol"), schema.DATE, schema.CLOSE),
+        ["index_symbol", schema.DATE],
+        "left",
+    )
+    carried = F.last(schema.CLOSE, True).over(by_idx.rowsBetween(-spec.MARKET_FFILL_LIMIT, Window.currentRow))
+    aligned = grid.withColumn("close_ff", carried).withColumn(
+        "ret", F.ln(F.col("close_ff") / F.lag("close_ff").over(by_idx))
+    )
+    for symbol in sorted(index_symbols, key=schema.index_feature_name):
+        close_col, ret_col = schema.market_columns(symbol)
+        one = aligned.where(F.col("index_symbol") == symbol).select(
+            schema.TIME_IDX, F.col("close_ff").alias(close_col), F.col("ret").alias(ret_col)
+        )
+        result = result.join(one, schema.TIME_IDX, "left")
+    return result
+
+
+def curated(
+    prices: DataFrame,
+    calendar: DataFrame,
+    sentiment: DataFrame,
+    market: DataFrame | None,
+    index_symbols: Sequence[str],
+) -> DataFrame:
+    """Assemble the curated rows from valid prices, the calendar, daily sentiment and the market table.
+
+    Args:
+        prices: Valid, de-duplicated ``symbol, date, open, high, low, close, volume``.
+        calendar: Output of :func:`trading_calendar`.
+        sentiment: Output of :func:`daily_sentiment`.
+        market: Output of :func:`market_table`, or ``None`` without indices.
+        index_symbols: The index symbols in ``market``.
+
+    Returns:
+        The curated columns in the order of :func:`tickercast.preprocess.spec.curated_columns`.
+
+    """
+    rows = prices.join(F.broadcast(calendar), schema.DATE).join(
+        sentiment, [schema.SYMBOL, schema.DATE], "left"
+    )
+    out = calendar_columns(window_features(rows))
+    return with_market(out, market, index_symbols)
+
+
+def with_market(frame: DataFrame, market: DataFrame | None, index_symbols: Sequence[str]) -> DataFrame:
+    """Join the market table on ``time_idx`` and order the columns as the contract says."""
+    if market is not None and index_symbols:
+        frame = frame.join(F.broadcast(market), schema.TIME_IDX, "left")
+    columns = spec.curated_columns(list(index_symbols))
+    return frame.select(*columns)

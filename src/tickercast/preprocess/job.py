@@ -1,0 +1,510 @@
+"""The preprocessing job: raw CSVs -> validated, quarantined, leakage-safe curated features.
+
+Entry points: :func:`run_job` (what the CLI, the pipeline and the tests call) and :func:`main`
+(a ``spark-submit`` target: ``spark-submit src/tickercast/preprocess/job.py --data DIR``). The same
+code runs on ``local[*]``, a standalone cluster (``spark://``) and Kubernetes (``k8s://``): all work
+on rows happens in Spark; the driver only lists files and collects small aggregates (counts per
+reason and file, per-symbol first and last dates, the content hash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from tickercast import schema
+from tickercast.errors import UserError
+from tickercast.preprocess import io, spec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from tickercast.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Changing any rule that shapes the output changes this, so an incremental run never mixes rules.
+FEATURE_SPEC = io.content_hash(
+    [
+        schema.SCHEMA_VERSION,
+        list(schema.BASE_CURATED_COLUMNS),
+        spec.MARKET_FFILL_LIMIT,
+        spec.SENTIMENT_HALF_LIFE_DAYS,
+        spec.SENTIMENT_MAX_CARRY_ROWS,
+        schema.MARKET_CLOSE_HOUR,
+    ]
+)
+BAD_STATUSES = ("bad", "bad_file")
+
+
+@dataclass
+class JobResult:
+    """What one run did: counts, reasons, where the output went and how long it took."""
+
+    run_id: str
+    mode: str
+    manifest: dict[str, Any]
+    counts: dict[str, int]
+    counts_by_kind: dict[str, dict[str, int]]
+    reasons: dict[str, int]
+    warnings: list[str]
+    duration_s: float
+    features_dir: Path
+    manifest_path: Path
+    quarantine_dir: Path
+    published: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def run_job(
+    settings: Settings,
+    *,
+    full: bool = False,
+    master: str | None = None,
+    today: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> JobResult:
+    """Run the preprocessing job and publish its output atomically.
+
+    Args:
+        settings: Effective settings (data root, ``spark`` section).
+        full: Recompute every row instead of only what new or changed input affects.
+        master: Spark master overriding ``settings.spark.master``.
+        today: Rows dated after this day are quarantined as ``future date`` (default: today in New York).
+        now: News published after this instant is ``future date`` (default: now).
+
+    Returns:
+        The :class:`JobResult` of the published run.
+
+    Raises:
+        UserError: No raw prices, no valid rows, or more bad rows than ``spark.max_bad_fraction``;
+            nothing is published then and the previous output stays as it was.
+
+    """
+    from tickercast.preprocess.session import get_session, job_conf
+
+    started = time.monotonic()
+    now = now or dt.datetime.now(dt.UTC)
+    today = today or now.astimezone(ZoneInfo(schema.MARKET_TIMEZONE)).date()
+    root = settings.data_root
+    inputs = io.list_inputs(root)
+    if not any(f.kind == schema.RAW_PRICES for f in inputs):
+        raise UserError(
+            f"no raw prices: {schema.raw_dir(root, schema.RAW_PRICES)} has no *.csv files "
+            f"(write some with `tickercast data sample --out {root}`)"
+        )
+    run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+    staging = io.staging_dir(settings.curated_dir, run_id)
+    spark, created = get_session(settings.spark, master)
+    try:
+        with job_conf(spark):
+            result = _run(spark, settings, inputs, run_id, staging, full=full, today=today, now=now)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        spark.catalog.clearCache()
+        if created:
+            spark.stop()
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _read_lines(spark: SparkSession, files: list[io.InputFile], kind: str) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    paths = [str(f.path) for f in files if f.kind == kind]
+    if not paths:
+        return spark.createDataFrame([], "source_file string, value string")
+    name = F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)$", 1)
+    return spark.read.text(paths).select(F.concat(F.lit(f"{kind}/"), name).alias("source_file"), "value")
+
+
+def _validated(
+    spark: SparkSession, inputs: list[io.InputFile], today: dt.date, now: dt.datetime
+) -> dict[str, DataFrame]:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from tickercast.preprocess import validate as v
+
+    def classified(kind: str, checker, keys, values) -> DataFrame:
+        checked = checker(v.parse_lines(_read_lines(spark, inputs, kind), kind))
+        resolved = v.resolve_duplicates(checked, keys, values)
+        # Only rejected rows need their raw text; dropping it keeps the cached rows small.
+        keep_record = F.col(v.STATUS).isin("bad", "bad_file", "superseded")
+        resolved = resolved.withColumn(v.RECORD, F.when(keep_record, F.col(v.RECORD)))
+        return resolved.persist(StorageLevel.MEMORY_AND_DISK)
+
+    price_values = [schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME]
+    return {
+        schema.RAW_PRICES: classified(
+            schema.RAW_PRICES, lambda p: v.check_prices(p, today), [schema.SYMBOL, schema.DATE], price_values
+        ),
+        schema.RAW_INDICES: classified(
+            schema.RAW_INDICES,
+            lambda p: v.check_indices(p, today),
+            [schema.SYMBOL, schema.DATE],
+            [schema.CLOSE],
+        ),
+        schema.RAW_NEWS: classified(
+            schema.RAW_NEWS,
+            lambda p: v.check_news(p, now),
+            [schema.SYMBOL, "published_at", "headline"],
+            ["headline"],
+        ),
+        schema.RAW_SENTIMENT: classified(
+            schema.RAW_SENTIMENT,
+            lambda p: v.check_sentiment(p, today),
+            [schema.SYMBOL, schema.DATE],
+            ["score"],
+        ),
+    }
+
+
+def _file_stats(frames: dict[str, DataFrame]) -> list[tuple[str, str, str, str | None, int]]:
+    """Collect (kind, source_file, status, reason, rows): one small row per file and outcome."""
+    from pyspark.sql import functions as F
+
+    parts = [
+        frame.groupBy("source_file", "status", "reason")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .withColumn("kind", F.lit(kind))
+        for kind, frame in frames.items()
+    ]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    return [(r["kind"], r["source_file"], r["status"], r["reason"], int(r["n"])) for r in union.collect()]
+
+
+def _summarise(stats, inputs: list[io.InputFile]) -> tuple[dict, dict, dict, list[str]]:
+    counts = {"read": 0, "valid": 0, "quarantined": 0, "bad": 0, "duplicates": 0, "superseded": 0}
+    by_kind: dict[str, dict[str, int]] = {}
+    reasons: dict[str, int] = {}
+    rows_per_file: dict[str, int] = {}
+    for kind, source_file, status, reason, n in stats:
+        kind_counts = by_kind.setdefault(kind, {k: 0 for k in counts})
+        rows_per_file[source_file] = rows_per_file.get(source_file, 0) + n
+        for target in (counts, kind_counts):
+            target["read"] += n
+            if status == "valid":
+                target["valid"] += n
+            elif status == "duplicate":
+                target["duplicates"] += n
+            else:
+                target["quarantined"] += n
+                target["superseded" if status == "superseded" else "bad"] += n
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + n
+    warnings = [f"empty file: {f.name} has no data rows" for f in inputs if rows_per_file.get(f.name, 0) == 0]
+    return counts, by_kind, dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))), warnings
+
+
+def _run(
+    spark: SparkSession,
+    settings: Settings,
+    inputs: list[io.InputFile],
+    run_id: str,
+    staging: Path,
+    *,
+    full: bool,
+    today: dt.date,
+    now: dt.datetime,
+) -> JobResult:
+    from pyspark.sql import functions as F
+
+    from tickercast.preprocess import features
+
+    frames = _validated(spark, inputs, today, now)
+    counts, by_kind, reasons, warnings = _summarise(_file_stats(frames), inputs)
+    limit = settings.spark.max_bad_fraction
+    if counts["read"] == 0:
+        raise UserError("the raw files hold no data rows; nothing to preprocess (previous output kept)")
+    bad_fraction = counts["bad"] / counts["read"]
+    if bad_fraction > limit:
+        top = ", ".join(f"{r} ({n})" for r, n in list(reasons.items())[:5])
+        raise UserError(
+            f"{counts['bad']} of {counts['read']} input rows ({bad_fraction:.1%}) are bad, more than the "
+            f"allowed {limit:.1%} (--max-bad-fraction); nothing published, previous output kept. "
+            f"Reasons: {top}"
+        )
+    if by_kind.get(schema.RAW_PRICES, {}).get("valid", 0) == 0:
+        raise UserError("no valid price rows; nothing published, previous output kept")
+
+    valid = {kind: frame.where(F.col("status") == "valid") for kind, frame in frames.items()}
+    prices = valid[schema.RAW_PRICES].select(
+        schema.SYMBOL, schema.DATE, schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME
+    )
+    indices = valid[schema.RAW_INDICES].select(schema.SYMBOL, schema.DATE, schema.CLOSE)
+    index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
+
+    calendar = features.trading_calendar(prices).persist()
+    observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
+    sentiment = features.daily_sentiment(prices.select(schema.SYMBOL, schema.DATE), observations)
+    market = features.market_table(indices, calendar, index_symbols) if index_symbols else None
+
+    previous = io.read_manifest(settings.manifest_path)
+    mode, reason = "full", "--full" if full else "no previous output"
+    curated = None
+    if not full and previous is not None:
+        curated, reason = _incremental(
+            spark, settings, previous, prices, calendar, sentiment, market, index_symbols
+        )
+        if curated is not None:
+            mode = "incremental"
+    if curated is None:
+        curated = features.curated(prices, calendar, sentiment, market, index_symbols)
+    log.info("mode: %s (%s)", mode, reason)
+
+    staged_features = staging / "features"
+    curated.write.mode("overwrite").parquet(str(staged_features))
+    written = spark.read.parquet(str(staged_features))
+    content = _content_stats(written)
+
+    quarantine = _quarantine(frames, run_id)
+    quarantine.write.mode("overwrite").parquet(str(staging / "quarantine"))
+
+    counts["written"] = content["rows"]
+    manifest = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "feature_spec": FEATURE_SPEC,
+        "run_id": run_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": mode,
+        "data_version": content["data_version"],
+        "input_files": [f.as_manifest() for f in inputs],
+        "counts": counts,
+        "counts_by_kind": by_kind,
+        "quarantine_reasons": reasons,
+        "warnings": warnings,
+        "columns": content["columns"],
+        "index_symbols": index_symbols,
+        "calendar": content["calendar"],
+        "symbols": content["symbols"],
+        "max_bad_fraction": limit,
+    }
+    io.write_json(staging / schema.MANIFEST_FILE, manifest)
+    io.write_json(staged_features / io.FEATURES_MANIFEST_COPY, manifest)
+    io.publish(
+        staging,
+        {
+            "quarantine": settings.quarantine_dir,
+            "features": settings.features_dir,
+            schema.MANIFEST_FILE: settings.manifest_path,
+        },
+    )
+    return JobResult(
+        run_id=run_id,
+        mode=mode,
+        manifest=manifest,
+        counts=counts,
+        counts_by_kind=by_kind,
+        reasons=reasons,
+        warnings=warnings,
+        duration_s=0.0,
+        features_dir=settings.features_dir,
+        manifest_path=settings.manifest_path,
+        quarantine_dir=settings.quarantine_dir,
+        details={"mode_reason": reason},
+    )
+
+
+def _observations(news: DataFrame, sentiment: DataFrame) -> DataFrame:
+    """Score valid headlines in a pandas UDF and stack them with the raw sentiment scores."""
+    from pyspark.sql import functions as F
+
+    from tickercast.preprocess import features
+
+    # Score each distinct headline once: feeds repeat headlines across symbols and days.
+    distinct = news.select("headline").distinct()
+    scores = distinct.select("headline", features.headline_scores(F.col("headline")).alias("score"))
+    scored = news.join(scores, "headline").select(schema.SYMBOL, "effective_date", "score")
+    raw = sentiment.select(schema.SYMBOL, F.col(schema.DATE).alias("effective_date"), "score")
+    return scored.unionByName(raw)
+
+
+def _incremental(spark, settings, previous, prices, calendar, sentiment, market, index_symbols):
+    """Recompute only rows whose windows see new or changed input; ``(None, why)`` means run in full."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from tickercast.preprocess import features
+
+    if (
+        previous.get("schema_version") != schema.SCHEMA_VERSION
+        or previous.get("feature_spec") != FEATURE_SPEC
+    ):
+        return None, "the previous output was made with other rules"
+    if not settings.features_dir.is_dir() or "calendar" not in previous:
+        return None, "no previous features"
+    old = spark.read.parquet(str(settings.features_dir))
+    last_date = previous["calendar"].get("last_date")
+    if last_date is None:
+        return None, "the previous output is empty"
+    last_date = dt.date.fromisoformat(last_date)
+    known_dates = calendar.where(F.col(schema.DATE) <= F.lit(last_date)).count()
+    lost = old.select(schema.DATE).distinct().join(calendar, schema.DATE, "left_anti").count()
+    if known_dates != previous["calendar"].get("trading_dates") or lost:
+        return None, "trading dates changed before the previous last date"
+
+    base = [schema.SYMBOL, schema.DATE, schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME]
+    new_rows = prices.join(sentiment, [schema.SYMBOL, schema.DATE], "left")
+    observed = F.col(schema.SENTIMENT_OBSERVED) == 1
+    old_rows = old.select(
+        *base,
+        F.when(observed, F.col(schema.SENTIMENT)).alias("sentiment_mean"),
+        F.when(observed, F.col(schema.NEWS_COUNT)).alias(schema.NEWS_COUNT),
+    )
+    value_cols = [c for c in new_rows.columns if c not in (schema.SYMBOL, schema.DATE)]
+    a, b = new_rows.alias("a"), old_rows.alias("b")
+    joined = a.join(b, [schema.SYMBOL, schema.DATE], "full_outer")
+    same = F.struct(*[F.col(f"a.{c}") for c in value_cols]).eqNullSafe(
+        F.struct(*[F.col(f"b.{c}") for c in value_cols])
+    )
+    first_changed = joined.where(~same).groupBy(schema.SYMBOL).agg(F.min(schema.DATE).alias("first_changed"))
+
+    by_symbol = Window.partitionBy(schema.SYMBOL)
+    numbered = new_rows.withColumn(
+        "_rn", F.row_number().over(Window.partitionBy(schema.SYMBOL).orderBy(schema.DATE))
+    )
+    numbered = numbered.join(first_changed, schema.SYMBOL, "inner").withColumn(
+        "_first_rn", F.min(F.when(F.col(schema.DATE) >= F.col("first_changed"), F.col("_rn"))).over(by_symbol)
+    )
+    tail = numbered.where(F.col("_rn") >= F.col("_first_rn") - schema.MAX_LOOKBACK_ROWS).join(
+        F.broadcast(calendar), schema.DATE
+    )
+    recomputed = features.calendar_columns(features.window_features(tail)).where(
+        F.col("_rn") >= F.col("_first_rn")
+    )
+    kept = old.join(first_changed, schema.SYMBOL, "left").where(
+        F.col("first_changed").isNull() | (F.col(schema.DATE) < F.col("first_changed"))
+    )
+    columns = list(schema.BASE_CURATED_COLUMNS)
+    combined = kept.select(*columns).unionByName(recomputed.select(*columns))
+    return features.with_market(combined, market, index_symbols), "only new or changed rows recomputed"
+
+
+def _content_stats(written: DataFrame) -> dict[str, Any]:
+    """Hash the curated content and gather per-symbol and calendar ranges (small aggregates)."""
+    from pyspark.sql import functions as F
+
+    cols = [F.col(c) for c in written.columns]
+    row = written.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.bit_xor(F.xxhash64(*cols)).alias("xor"),
+        F.sum(F.hash(*cols).cast("long")).alias("murmur"),
+        F.sum(F.xxhash64(F.lit("salt"), *cols).cast("decimal(38,0)")).alias("xsum"),
+        F.countDistinct(schema.DATE).alias("dates"),
+        F.min(schema.DATE).alias("first"),
+        F.max(schema.DATE).alias("last"),
+    ).collect()[0]
+    per_symbol = written.groupBy(schema.SYMBOL).agg(
+        F.min(schema.DATE).alias("first"), F.max(schema.DATE).alias("last"), F.count(F.lit(1)).alias("rows")
+    )
+    symbols = {
+        r[schema.SYMBOL]: {
+            "first_date": r["first"].isoformat(),
+            "last_date": r["last"].isoformat(),
+            "rows": r["rows"],
+        }
+        for r in per_symbol.collect()
+    }
+    columns = [[f.name, f.dataType.simpleString()] for f in written.schema.fields]
+    data_version = io.content_hash(
+        [schema.SCHEMA_VERSION, columns, row["rows"], row["xor"], row["murmur"], str(row["xsum"])]
+    )
+    return {
+        "rows": int(row["rows"]),
+        "data_version": data_version,
+        "columns": [name for name, _ in columns],
+        "calendar": {
+            "first_date": row["first"].isoformat() if row["first"] else None,
+            "last_date": row["last"].isoformat() if row["last"] else None,
+            "trading_dates": int(row["dates"]),
+        },
+        "symbols": dict(sorted(symbols.items())),
+    }
+
+
+def _quarantine(frames: dict[str, DataFrame], run_id: str) -> DataFrame:
+    """Rejected rows with reasons; a file without the required columns is one row (its header)."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    for kind, frame in frames.items():
+        rows = frame.where(F.col("status").isin("bad", "superseded")).select(
+            "source_file", "record", "reason", F.lit(kind).alias("kind")
+        )
+        whole_files = (
+            frame.where(F.col("status") == "bad_file")
+            .groupBy("source_file")
+            .agg(
+                F.first(F.coalesce(F.col("header"), F.lit("(no header line)"))).alias("record"),
+                F.first("reason").alias("reason"),
+            )
+            .withColumn("kind", F.lit(kind))
+        )
+        parts += [rows, whole_files.select("source_file", "record", "reason", "kind")]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out.withColumn("run_id", F.lit(run_id))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickercast-preprocess",
+        description="Raw CSVs under DIR/raw -> curated features under DIR/curated (a spark-submit target).",
+    )
+    parser.add_argument("--data", type=Path, help="Data root holding raw/ (default: settings' data_root)")
+    parser.add_argument("--master", help="Spark master URL (default: spark-submit's, else settings)")
+    parser.add_argument("--full", action="store_true", help="Recompute every row")
+    parser.add_argument("--max-bad-fraction", type=float, help="Fail when more input rows than this are bad")
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job from the command line (``spark-submit .../job.py --data DIR``).
+
+    Args:
+        argv: Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The process exit code: 0 on success, the error's code after a one-line error message.
+
+    """
+    from tickercast.config import ConfigError, load_settings
+    from tickercast.console import configure_logging, console
+    from tickercast.preprocess.cli import print_summary, quiet_pyspark_warnings
+
+    quiet_pyspark_warnings()
+    args = _parser().parse_args(argv)
+    configure_logging("INFO")
+    overrides = {"data_root": args.data, "spark": {"max_bad_fraction": args.max_bad_fraction}}
+    try:
+        settings = load_settings(args.config, overrides)
+        result = run_job(settings, full=args.full, master=args.master)
+    except (UserError, ConfigError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return getattr(exc, "exit_code", 2)
+    print_summary(result)
+    print(json.dumps({"data_version": result.manifest["data_version"], "rows": result.counts["written"]}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover, exercised through spark-submit in the cluster test
+    from tickercast.preprocess import job as _job
+
+    sys.exit(_job.main())

@@ -1,0 +1,491 @@
+"""The model in memory: one bundle, the latest feature window per ticker and every next-day forecast.
+
+This module knows nothing of HTTP. A :class:`Predictor` is a snapshot: built once (bundle loaded,
+features read, all forecasts computed in one batched ``bundle.predict`` call) and never changed
+afterwards, apart from caches of things derived from it (plots, explanations, encoded responses).
+Reloading builds a new snapshot and swaps the reference in :class:`PredictorHolder`; a request that
+already holds the old snapshot finishes on it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from tickercast import schema
+from tickercast.train.dataset import WARMUP_COLUMNS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PLOT_DAYS = 120
+DIFF_DAYS = (1, 3, 5)
+# Curated columns without which no forecast can be made (the model derives its inputs from them).
+REQUIRED_COLUMNS = (schema.DATE, schema.SYMBOL, schema.TIME_IDX, *WARMUP_COLUMNS, *schema.CALENDAR_COLUMNS)
+
+
+class BundleLike(Protocol):
+    """What the service needs from :class:`tickercast.train.bundle.ModelBundle`."""
+
+    metadata: dict[str, Any]
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Forecast the next trading day for every symbol in ``frame``."""
+        ...
+
+    def explain(self, frame: pd.DataFrame) -> dict[str, dict]:
+        """Return variable importances and attention per symbol."""
+        ...
+
+
+class UnknownTickerError(LookupError):
+    """The ticker is well-formed but has no forecast in this snapshot."""
+
+
+class HistoryError(ValueError):
+    """History sent by a caller cannot be forecast from; the message says why (HTTP 422)."""
+
+
+class InsufficientHistoryError(HistoryError):
+    """Too few rows past the indicator warm-up; carries the counts for the message."""
+
+    def __init__(self, usable: int, needed: int) -> None:
+        super().__init__(
+            f"history has {usable} rows past the indicator warm-up; "
+            f"the model needs its last {needed} rows past it"
+        )
+        self.usable = usable
+        self.needed = needed
+
+
+class DataError(RuntimeError):
+    """The curated dataset cannot be read or does not fit the model; the snapshot is not built."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The next-day forecast for one ticker, with the context the API reports next to it."""
+
+    ticker: str
+    as_of: datetime.date
+    forecast_for: datetime.date
+    last_close: float
+    p10: float
+    p50: float
+    p90: float
+    change: float
+    one_diff: float | None
+    three_diff: float | None
+    five_diff: float | None
+    sentiment: float | None
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _as_date(value: Any) -> datetime.date:
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def _pct(new: float, old: float | None) -> float | None:
+    if old is None or old == 0:
+        return None
+    return _finite((new / old - 1.0) * 100.0)
+
+
+def make_forecast(row: pd.Series, history: pd.DataFrame) -> Forecast:
+    """Combine one row of ``bundle.predict`` output with the ticker's recent history.
+
+    Args:
+        row: One row of ``bundle.predict`` output (symbol, as_of, forecast_for, last_close, p10-p90).
+        history: The ticker's curated rows, sorted by date (at least the last row).
+
+    Returns:
+        The forecast with the percentage change against the last close, the 1/3/5-day diffs and
+        the latest sentiment; quantiles sorted if the model's crossed.
+
+    Raises:
+        HistoryError: The model returned a non-finite price.
+
+    """
+    prices = {name: _finite(row[name]) for name in ("last_close", "p10", "p50", "p90")}
+    if any(value is None for value in prices.values()):
+        raise HistoryError(f"the model returned no finite forecast for {row[schema.SYMBOL]}")
+    # A quantile model can output crossing quantiles (P10 above P50); sorting them (quantile
+    # rearrangement) never makes the pinball loss worse and gives a valid P10 <= P50 <= P90.
+    p10, p50, p90 = sorted(float(prices[name]) for name in ("p10", "p50", "p90"))  # type: ignore[arg-type]
+    closes = history[schema.CLOSE].to_numpy(dtype=float)
+    last_close = float(prices["last_close"])  # type: ignore[arg-type]
+    diffs = {
+        days: _pct(float(closes[-1]), _finite(closes[-1 - days])) if len(closes) > days else None
+        for days in DIFF_DAYS
+    }
+    sentiment = _finite(history[schema.SENTIMENT].iloc[-1]) if schema.SENTIMENT in history else None
+    return Forecast(
+        ticker=str(row[schema.SYMBOL]),
+        as_of=_as_date(row["as_of"]),
+        forecast_for=_as_date(row["forecast_for"]),
+        last_close=last_close,
+        p10=p10,
+        p50=p50,
+        p90=p90,
+        change=_pct(p50, last_close) or 0.0,
+        one_diff=diffs[1],
+        three_diff=diffs[3],
+        five_diff=diffs[5],
+        sentiment=sentiment,
+    )
+
+
+def needed_columns(available: Sequence[str]) -> list[str]:
+    """Return the curated columns to read: the base curated columns and every market-index column.
+
+    The model's inputs (``bundle.metadata["features"]``) are derived from these by
+    :func:`tickercast.train.dataset.model_frame`, so the raw curated columns are what must be read.
+
+    Args:
+        available: Columns present in the curated dataset.
+
+    Returns:
+        The columns to read, in dataset order.
+
+    Raises:
+        DataError: A column every forecast needs is missing from the dataset.
+
+    """
+    missing = [column for column in REQUIRED_COLUMNS if column not in available]
+    if missing:
+        raise DataError(
+            f"the curated dataset lacks columns {', '.join(missing)}; rerun `tickercast preprocess`"
+        )
+    wanted = set(schema.BASE_CURATED_COLUMNS)
+    return [name for name in available if name in wanted or schema.is_market_column(name)]
+
+
+def read_latest_window(features_dir: Path, rows: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Read the last ``rows`` curated rows of every symbol, only the columns the service needs.
+
+    Args:
+        features_dir: The curated Parquet dataset (``DIR/curated/features``), partitioned or not.
+        rows: Rows to keep per symbol.
+
+    Returns:
+        The rows sorted by symbol then date (``symbol`` as plain strings), and the dataset's trading
+        calendar: ``time_idx`` indexed by date.
+
+    Raises:
+        DataError: The dataset is missing, empty or lacks a needed column.
+
+    """
+    import pyarrow.dataset as ds
+
+    if not features_dir.is_dir():
+        raise DataError(f"no curated features at {features_dir}; run `tickercast preprocess` first")
+    try:
+        dataset = ds.dataset(features_dir, format="parquet", partitioning="hive")
+        columns = needed_columns(dataset.schema.names)
+        # Two passes: the narrow key columns give each symbol's window start and the calendar, so
+        # the wide read only touches recent rows.
+        keys = dataset.to_table(columns=[schema.SYMBOL, schema.DATE, schema.TIME_IDX]).to_pandas()
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read curated features at {features_dir}: {exc}") from exc
+    if keys.empty:
+        raise DataError(f"the curated dataset at {features_dir} has no rows")
+    keys[schema.SYMBOL] = keys[schema.SYMBOL].astype(str)
+    calendar = keys.drop_duplicates(schema.DATE).set_index(schema.DATE)[schema.TIME_IDX].sort_index()
+    ranked = keys.sort_values(schema.DATE).groupby(schema.SYMBOL)[schema.DATE]
+    start = min(dates.iloc[max(len(dates) - rows, 0)] for _, dates in ranked)
+    table = dataset.to_table(columns=columns, filter=ds.field(schema.DATE) >= start)
+    frame = table.to_pandas()
+    frame[schema.SYMBOL] = frame[schema.SYMBOL].astype(str)
+    frame = frame.sort_values([schema.SYMBOL, schema.DATE], kind="stable")
+    return frame.groupby(schema.SYMBOL, sort=False).tail(rows).reset_index(drop=True), calendar
+
+
+def read_data_version(manifest_path: Path) -> str | None:
+    """Return the curated dataset's ``data_version`` from its manifest, or ``None`` when absent."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return None
+    value = manifest.get("data_version") if isinstance(manifest, dict) else None
+    return str(value) if value is not None else None
+
+
+def usable_tail(rows: pd.DataFrame, count: int) -> pd.DataFrame | None:
+    """Return a symbol's last ``count`` rows when all are past the indicator warm-up, else ``None``."""
+    tail = rows.tail(count)
+    if len(tail) < count or tail[list(WARMUP_COLUMNS)].isna().any().any():
+        return None
+    return tail
+
+
+class Predictor:
+    """A loaded model with the forecasts it made for the latest curated data.
+
+    Build one with :meth:`build`; it is read-only afterwards, so requests may share it freely.
+    """
+
+    def __init__(
+        self,
+        bundle: BundleLike,
+        *,
+        model_version: str | None,
+        source: str,
+        data_version: str | None,
+        window: pd.DataFrame,
+        calendar: pd.Series,
+        forecasts: dict[str, Forecast],
+    ) -> None:
+        self.bundle = bundle
+        self.model_version = model_version
+        self.source = source
+        self.data_version = data_version
+        self.forecasts = forecasts
+        self.tickers = tuple(sorted(forecasts))
+        self.min_history_rows = int(bundle.metadata.get("min_history_rows") or 1)
+        self.loaded_at = datetime.datetime.now(datetime.UTC)
+        self.latest_date = max(forecast.as_of for forecast in forecasts.values())
+        self.dtypes = {str(column): dtype for column, dtype in window.dtypes.items()}
+        self._history = {str(symbol): rows for symbol, rows in window.groupby(schema.SYMBOL, sort=False)}
+        market_columns = [column for column in window.columns if schema.is_market_column(column)]
+        market = window[[schema.DATE, *market_columns]].drop_duplicates(schema.DATE)
+        self._market = market.set_index(schema.DATE).sort_index()
+        self._calendar = calendar
+        self._bundle_lock = threading.Lock()
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_lock = threading.Lock()
+
+    @classmethod
+    def build(
+        cls,
+        bundle: BundleLike,
+        *,
+        features_dir: Path,
+        manifest_path: Path,
+        model_version: str | None,
+        source: str,
+    ) -> Predictor:
+        """Read the latest feature window of every ticker and forecast them all in one batched call.
+
+        Args:
+            bundle: A loaded (hash-verified) model bundle.
+            features_dir: The curated Parquet dataset.
+            manifest_path: The curated dataset's manifest (for its ``data_version``).
+            model_version: The registry version, if the bundle came from the registry.
+            source: Where the bundle came from (model URI or folder), for ``/model``.
+
+        Returns:
+            The ready snapshot.
+
+        Raises:
+            DataError: The data cannot be read or no ticker has enough history.
+
+        """
+        min_rows = int(bundle.metadata.get("min_history_rows") or 1)
+        window, calendar = read_latest_window(features_dir, max(min_rows, PLOT_DAYS, max(DIFF_DAYS) + 1))
+        inputs, short = [], []
+        for symbol, rows in window.groupby(schema.SYMBOL, sort=False):
+            tail = usable_tail(rows, min_rows)
+            if tail is None:
+                short.append(str(symbol))
+            else:
+                inputs.append(tail)
+        if short:
+            log.warning(
+                "not serving %s: fewer than %d curated rows past the warm-up", ", ".join(short), min_rows
+            )
+        if not inputs:
+            raise DataError(
+                f"no ticker has the {min_rows} curated rows past the indicator warm-up the model needs"
+            )
+        usable = window[~window[schema.SYMBOL].isin(short)]
+        predictions = bundle.predict(pd.concat(inputs, ignore_index=True))
+        histories = {str(symbol): rows for symbol, rows in usable.groupby(schema.SYMBOL, sort=False)}
+        forecasts: dict[str, Forecast] = {}
+        for _, row in predictions.iterrows():
+            ticker = str(row[schema.SYMBOL])
+            try:
+                forecasts[ticker] = make_forecast(row, histories[ticker])
+            except HistoryError as exc:
+                log.warning("not serving %s: %s", ticker, exc)
+        if not forecasts:
+            raise DataError("the model produced no usable forecast for any ticker")
+        return cls(
+            bundle,
+            model_version=model_version,
+            source=source,
+            data_version=read_data_version(manifest_path) or bundle.metadata.get("data_version"),
+            window=usable,
+            calendar=calendar,
+            forecasts=forecasts,
+        )
+
+    # --- lookups ----------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The bundle's metadata (run id, trained at, test metrics, ...)."""
+        return self.bundle.metadata
+
+    def forecast(self, ticker: str) -> Forecast:
+        """Return the precomputed forecast of ``ticker`` (already upper-cased).
+
+        Raises:
+            UnknownTickerError: No forecast for this ticker.
+
+        """
+        try:
+            return self.forecasts[ticker]
+        except KeyError:
+            raise UnknownTickerError(ticker) from None
+
+    def history(self, ticker: str) -> pd.DataFrame:
+        """Return the curated rows kept for ``ticker`` (up to ~120 trading days), sorted by date."""
+        self.forecast(ticker)
+        return self._history[ticker]
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """Return a value derived from this snapshot, computing it once.
+
+        Cached values live as long as the snapshot, so a key is implicitly scoped to this model
+        and data version.
+        """
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
+
+    # --- model calls (blocking: run them in a worker thread) --------------------------------------
+
+    def explain(self, ticker: str) -> dict[str, Any]:
+        """Return the model's variable importances and attention behind ``ticker``'s forecast.
+
+        All tickers are explained in one call the first time any is asked for.
+
+        Raises:
+            UnknownTickerError: No forecast for this ticker.
+
+        """
+        self.forecast(ticker)
+
+        def explain_all() -> dict[str, dict]:
+            frame = pd.concat([rows.tail(self.min_history_rows) for rows in self._history.values()])
+            with self._bundle_lock:
+                return {str(key): value for key, value in self.bundle.explain(frame).items()}
+
+        explanations = self.memo("explain", explain_all)
+        if ticker not in explanations:
+            raise UnknownTickerError(ticker)
+        return explanations[ticker]
+
+    def forecast_history(self, ticker: str, frame: pd.DataFrame) -> Forecast:
+        """Forecast the next day from history sent by a caller (curated columns).
+
+        Args:
+            ticker: The upper-cased ticker the rows belong to.
+            frame: Curated rows with ``date`` and the base curated columns; market-index columns
+                may be missing (taken from the served data by date), calendar columns too (derived
+                from the date). ``time_idx`` is re-derived on the served trading calendar.
+
+        Returns:
+            The forecast, computed now.
+
+        Raises:
+            HistoryError: Columns missing or too few rows past the indicator warm-up.
+
+        """
+        frame = self._complete(ticker, frame)
+        tail = usable_tail(frame, self.min_history_rows)
+        if tail is None:
+            usable = int(frame[list(WARMUP_COLUMNS)].notna().all(axis=1).sum())
+            raise InsufficientHistoryError(usable, self.min_history_rows)
+        with self._bundle_lock:
+            try:
+                predictions = self.bundle.predict(tail)
+            except ValueError as exc:
+                raise HistoryError(f"the model cannot forecast from this history: {exc}") from exc
+        if predictions.empty:
+            raise HistoryError("the model returned no forecast for this history")
+        return make_forecast(predictions.iloc[0], frame)
+
+    def _complete(self, ticker: str, frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame[schema.SYMBOL] = ticker
+        frame[schema.DATE] = [_as_date(value) for value in frame[schema.DATE]]
+        frame = (
+            frame.sort_values(schema.DATE).drop_duplicates(schema.DATE, keep="last").reset_index(drop=True)
+        )
+        dates = pd.DatetimeIndex(pd.to_datetime(frame[schema.DATE]))
+        for column, values in (
+            (schema.DAY_OF_WEEK, dates.dayofweek),
+            (schema.DAY_OF_MONTH, dates.day),
+            (schema.MONTH, dates.month),
+        ):
+            if column not in frame.columns:
+                frame[column] = values.astype("int64")
+        missing_market = [column for column in self._market.columns if column not in frame.columns]
+        if missing_market:
+            # Same values on a date for every ticker; dates the service has no data for stay null,
+            # which the model reads as "market data missing".
+            frame[missing_market] = self._market[missing_market].reindex(frame[schema.DATE]).to_numpy()
+        frame[schema.TIME_IDX] = self._time_idx(frame[schema.DATE])
+        missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+        if missing:
+            raise HistoryError(f"history lacks the curated columns {', '.join(missing)}")
+        return frame
+
+    def _time_idx(self, dates: pd.Series) -> np.ndarray:
+        """Place dates on the served trading calendar, so ``time_idx`` means what it meant in training."""
+        known = dates.map(self._calendar)
+        positions = np.arange(len(dates))
+        if known.notna().any():
+            anchor = int(np.flatnonzero(known.notna().to_numpy())[-1])
+            return (int(known.iloc[anchor]) + positions - anchor).astype("int64")
+        last_date = self._calendar.index[-1]
+        offsets = np.busday_count(
+            np.datetime64(last_date, "D"), pd.to_datetime(dates).to_numpy().astype("datetime64[D]")
+        )
+        return (int(self._calendar.iloc[-1]) + offsets).astype("int64")
+
+
+class PredictorHolder:
+    """The one mutable thing: which snapshot is serving now, and why none is, if none is."""
+
+    def __init__(self) -> None:
+        self.current: Predictor | None = None
+        self.error: str | None = None
+        self.reloads = 0
+
+    def swap(self, predictor: Predictor) -> Predictor | None:
+        """Make ``predictor`` the serving snapshot; a single reference assignment, hence atomic."""
+        previous, self.current = self.current, predictor
+        self.error = None
+        self.reloads += 1
+        return previous

@@ -1,0 +1,179 @@
+"""Request and response models of the API; their descriptions become the OpenAPI documentation."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tickercast.schema import API_TICKER_PATTERN
+
+HistoryValue = float | int | str | bool | None
+
+
+class Quantiles(BaseModel):
+    """The forecast's distribution as prices."""
+
+    p10: float = Field(description="10th percentile of the next-day close (price)")
+    p50: float = Field(description="Median of the next-day close (price)")
+    p90: float = Field(description="90th percentile of the next-day close (price)")
+
+
+class ForecastFields(BaseModel):
+    """What every forecast reports."""
+
+    ticker: str = Field(description="Ticker symbol, upper case", examples=["MSFT"])
+    predicted_price: float = Field(description="Forecast next-day close: the median (P50) of the forecast")
+    change: float = Field(description="Forecast change of the close against the last close, in percent")
+    one_diff: float | None = Field(description="Change of the close over the last trading day, in percent")
+    three_diff: float | None = Field(
+        description="Change of the close over the last 3 trading days, in percent"
+    )
+    five_diff: float | None = Field(
+        description="Change of the close over the last 5 trading days, in percent"
+    )
+    sentiment: float | None = Field(
+        description="Latest news sentiment for the ticker in [-1, 1] (VADER compound; 0 when no news)"
+    )
+    quantiles: Quantiles = Field(description="P10, P50 and P90 of the next-day close")
+    last_close: float = Field(description="Close on the as_of date")
+    as_of: datetime.date = Field(description="Date of the last data the forecast uses")
+    forecast_for: datetime.date = Field(description="Trading date the forecast is for")
+    model_version: str | None = Field(
+        description="Registry version of the model (null for an unregistered bundle)"
+    )
+    data_version: str | None = Field(description="Version of the curated dataset the service reads")
+
+
+class Prediction(ForecastFields):
+    """A precomputed next-day forecast."""
+
+    image_url: str = Field(
+        description="Path of a PNG chart of recent closes with this forecast", examples=["/plot/MSFT"]
+    )
+
+
+class BatchPrediction(BaseModel):
+    """Forecasts for several tickers, in the order asked."""
+
+    predictions: list[Prediction] = Field(description="One forecast per requested ticker")
+
+
+class ForecastRequest(BaseModel):
+    """Recent history of one ticker to forecast from.
+
+    Rows hold either curated columns (``date``, ``close``, indicators... as in the curated dataset)
+    or raw OHLCV (``Date, Open, High, Low, Close, Volume``), which the service turns into curated
+    features. Market-index columns may be left out: they are taken from the served data by date.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticker: str = Field(
+        pattern=API_TICKER_PATTERN, description="Ticker the history belongs to", examples=["MSFT"]
+    )
+    history: list[dict[str, HistoryValue]] = Field(
+        min_length=1,
+        description="Rows oldest to newest (order is not required); one trading day per row",
+        examples=[
+            [
+                {
+                    "Date": "2018-12-31",
+                    "Open": 101.3,
+                    "High": 102.4,
+                    "Low": 99.5,
+                    "Close": 101.6,
+                    "Volume": 3.3e7,
+                }
+            ]
+        ],
+    )
+
+
+class ForecastResult(ForecastFields):
+    """A forecast computed on demand from history sent by the caller."""
+
+    input_kind: Literal["raw", "curated"] = Field(description="How the history rows were read")
+    rows_used: int = Field(description="Rows of curated history the model received")
+
+
+class Explanation(BaseModel):
+    """What the Temporal Fusion Transformer paid attention to for one ticker's forecast."""
+
+    ticker: str = Field(description="Ticker symbol, upper case")
+    model_version: str | None = Field(description="Registry version of the model explained")
+    encoder_importance: dict[str, float] = Field(description="Share of each past-input variable (sums to ~1)")
+    decoder_importance: dict[str, float] = Field(
+        description="Share of each known-future variable (sums to ~1)"
+    )
+    static_importance: dict[str, float] = Field(description="Share of each static variable (sums to ~1)")
+    attention: list[float] = Field(description="Attention over the encoder steps, oldest first")
+
+
+class HistoryPoint(BaseModel):
+    """One trading day of a ticker's recent history."""
+
+    date: datetime.date = Field(description="Trading date")
+    close: float = Field(description="Close on that date")
+
+
+class History(BaseModel):
+    """The recent closes the served forecast follows (the same window as the PNG chart)."""
+
+    ticker: str = Field(description="Ticker symbol, upper case")
+    points: list[HistoryPoint] = Field(description="Closes of the last ~120 trading days, oldest first")
+
+
+class TickerList(BaseModel):
+    """The tickers with a forecast."""
+
+    tickers: list[str] = Field(description="Ticker symbols, sorted")
+    count: int = Field(description="Number of tickers")
+    as_of: datetime.date = Field(description="Most recent data date across tickers")
+
+
+class ModelInfo(BaseModel):
+    """The model being served."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_version: str | None = Field(description="Registry version (null for an unregistered bundle)")
+    run_id: str | None = Field(description="MLflow run that trained the model")
+    trained_at: str | None = Field(description="When training finished (ISO 8601)")
+    data_version: str | None = Field(description="Curated dataset version the model was trained on")
+    serving_data_version: str | None = Field(description="Curated dataset version the forecasts use")
+    test_metrics: dict[str, float | None] = Field(description="Metrics on the held-out test window")
+    features: list[str] = Field(description="Input variables of the model")
+    source: str = Field(description="Model URI or bundle folder the model was loaded from")
+    loaded_at: datetime.datetime = Field(description="When this model and data started serving (UTC)")
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = Field(description="Always ok when the process answers")
+
+
+class Readiness(BaseModel):
+    """Readiness: whether forecasts can be served."""
+
+    ready: bool = Field(description="True once a model and data are loaded")
+    model_version: str | None = Field(None, description="Registry version serving, when ready")
+    detail: str | None = Field(None, description="Why the service is not ready")
+
+
+class ErrorDetail(BaseModel):
+    """One problem with a request."""
+
+    loc: list[str | int] = Field(description="Where in the request the problem is")
+    msg: str = Field(description="What is wrong")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="One-line explanation for a person")
+    errors: list[ErrorDetail] | None = Field(
+        None, description="Field-level problems (validation errors only)"
+    )

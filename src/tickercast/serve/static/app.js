@@ -1,0 +1,374 @@
+/* tickercast dashboard: reads the public API of this host and draws it. No build step, no CDN. */
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const HISTORY_DAYS = 120;
+  const CHART_HEIGHT = 380;
+  let chart = null;
+  let currentTicker = null;
+  let requestSeq = 0;
+  let hasHistory = false; // whether this API offers GET /history/{ticker} (read from its OpenAPI schema)
+
+  // --- API -------------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(path) {
+    let response;
+    try {
+      response = await fetch(path, { headers: { Accept: "application/json" } });
+    } catch (err) {
+      throw new ApiError(0, "the API cannot be reached");
+    }
+    if (!response.ok) {
+      let detail = response.statusText;
+      try {
+        const body = await response.json();
+        detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail ?? body);
+      } catch (_) { /* not JSON: keep the status text */ }
+      throw new ApiError(response.status, detail);
+    }
+    return response.json();
+  }
+
+  // --- formatting ------------------------------------------------------------------------------------
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  const price = (v) => (isNum(v) ? v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : "–");
+  const pct = (v, digits = 2) => (isNum(v) ? `${v > 0 ? "+" : v < 0 ? "−" : ""}${Math.abs(v).toFixed(digits)}%` : "–");
+  const trend = (v) => (!isNum(v) || Math.abs(v) < 1e-9 ? "flat" : v > 0 ? "up" : "down");
+  const shortVersion = (v) => (v ? String(v).slice(0, 12) : "–");
+  const when = (iso) => {
+    if (!iso) return "–";
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 16) + " UTC";
+  };
+  const prettyFeature = (name) => String(name)
+    .replace(/^mkt_(\w+?)_(close|ret)$/, (_, idx, kind) => `${idx.toUpperCase()} ${kind === "ret" ? "return" : "close"}`)
+    .replace(/_/g, " ");
+
+  function setText(id, text, cls) {
+    const el = $(id);
+    el.textContent = text;
+    if (cls !== undefined) {
+      el.classList.remove("up", "down", "flat");
+      if (cls) el.classList.add(cls);
+    }
+  }
+
+  function banner(message, kind = "info") {
+    const el = $("banner");
+    if (!message) {
+      el.hidden = true;
+      return;
+    }
+    el.textContent = message;
+    el.className = `banner ${kind === "error" ? "error" : ""}`;
+    el.hidden = false;
+  }
+
+  // --- model card ------------------------------------------------------------------------------------
+  function metric(metrics, ...names) {
+    for (const name of names) {
+      for (const key of [name, `test_${name}`, `test/${name}`]) {
+        if (isNum(metrics[key])) return metrics[key];
+      }
+    }
+    return null;
+  }
+
+  function renderModel(model) {
+    const metrics = model.test_metrics || model.metrics || {};
+    const version = model.model_version ?? model.version;
+    const mae = metric(metrics, "mae", "mae_close");
+    const naive = metric(metrics, "naive_mae", "mae_naive");
+    const coverage = metric(metrics, "coverage", "coverage_p10_p90", "p10_p90_coverage");
+    setText("model-version", version ? `v${version}` : "local bundle");
+    setText("data-version", shortVersion(model.data_version));
+    $("data-version").title = model.data_version || "";
+    setText("test-mae", isNum(mae) ? price(mae) : "–");
+    setText("naive-mae", isNum(naive) ? price(naive) : "–");
+    const badge = $("model-badge");
+    if (isNum(mae) && isNum(naive) && naive > 0) {
+      const rel = (mae / naive - 1) * 100;
+      setText("vs-naive", `${pct(rel, 1)} MAE`, rel <= 0 ? "up" : "down");
+      badge.textContent = rel <= 0 ? "beats naive" : "behind naive";
+      badge.className = `pill ${rel <= 0 ? "good" : "bad"}`;
+    } else {
+      badge.textContent = version ? `v${version}` : "model";
+      badge.className = "pill";
+    }
+    setText("coverage", isNum(coverage) ? `${(coverage * (coverage <= 1 ? 100 : 1)).toFixed(0)}% (target 80%)` : "–");
+    setText("trained-at", when(model.trained_at));
+    setText("run-id", model.run_id ? String(model.run_id).slice(0, 12) : "–");
+    $("run-id").title = model.run_id || "";
+  }
+
+  // --- forecast tiles --------------------------------------------------------------------------------
+  function renderForecast(p) {
+    const q = p.quantiles || {};
+    const p10 = q.p10;
+    const p90 = q.p90;
+    const p50 = isNum(q.p50) ? q.p50 : p.predicted_price;
+    setText("predicted-price", price(p.predicted_price));
+    setText("predicted-change", `${pct(p.change)} vs last close`, trend(p.change));
+    setText("forecast-for", p.forecast_for ? `· ${p.forecast_for}` : "");
+    setText("as-of", p.as_of ? `From data up to ${p.as_of}` : "");
+    setText("band", isNum(p10) && isNum(p90) ? `${price(p10)} – ${price(p90)}` : "–");
+    if (isNum(p10) && isNum(p90) && isNum(p50)) {
+      // Scale the bar to ±(band) around the median, so the median sits where it falls in the band.
+      const half = Math.max(p50 - p10, p90 - p50, 1e-9) * 1.25;
+      const lo = p50 - half;
+      const span = 2 * half;
+      $("band-fill").style.left = `${((p10 - lo) / span) * 100}%`;
+      $("band-fill").style.width = `${((p90 - p10) / span) * 100}%`;
+      $("band-mid").style.left = `calc(${((p50 - lo) / span) * 100}% - 1px)`;
+      setText("band-width", `spread ${(((p90 - p10) / p50) * 100).toFixed(2)}% of the median`);
+    }
+    for (const days of [1, 3, 5]) {
+      const v = p[{ 1: "one_diff", 3: "three_diff", 5: "five_diff" }[days]];
+      setText(`diff-${days}`, pct(v), trend(v));
+    }
+    const s = p.sentiment;
+    setText("sentiment", isNum(s) ? `${s > 0 ? "+" : ""}${s.toFixed(2)}` : "no news", isNum(s) ? trend(s) : "flat");
+    $("sentiment-marker").style.left = `calc(${((isNum(s) ? Math.max(-1, Math.min(1, s)) : 0) + 1) * 50}% - 2px)`;
+  }
+
+  // --- importances -----------------------------------------------------------------------------------
+  function renderBars(id, shares, limit = 8) {
+    const list = $(id);
+    list.replaceChildren();
+    const entries = Object.entries(shares || {}).filter(([, v]) => isNum(v)).sort((a, b) => b[1] - a[1]);
+    if (!entries.length) {
+      const li = document.createElement("li");
+      li.innerHTML = '<span class="none">none</span>';
+      list.append(li);
+      return;
+    }
+    const total = entries.reduce((sum, [, v]) => sum + v, 0) || 1;
+    const top = entries[0][1] / total;
+    for (const [name, value] of entries.slice(0, limit)) {
+      const share = value / total;
+      const li = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = "name";
+      label.textContent = prettyFeature(name);
+      label.title = name;
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.width = `${(share / top) * 100}%`;
+      track.append(fill);
+      const num = document.createElement("span");
+      num.className = "share";
+      num.textContent = `${(share * 100).toFixed(1)}%`;
+      li.append(label, track, num);
+      list.append(li);
+    }
+  }
+
+  function renderExplain(explain) {
+    const e = explain || {};
+    renderBars("imp-encoder", e.encoder_importance);
+    renderBars("imp-decoder", e.decoder_importance);
+    renderBars("imp-static", e.static_importance);
+  }
+
+  // --- chart -----------------------------------------------------------------------------------------
+  const toTs = (iso) => Date.parse(`${String(iso).slice(0, 10)}T00:00:00Z`) / 1000;
+  const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+  function historyPoints(history) {
+    const rows = Array.isArray(history) ? history : history.history || history.points || history.rows || [];
+    if (rows.length) {
+      return rows
+        .map((r) => [toTs(r.date ?? r.as_of), r.close ?? r.Close])
+        .filter(([t, c]) => Number.isFinite(t) && isNum(c))
+        .sort((a, b) => a[0] - b[0]);
+    }
+    const dates = history.dates || [];
+    const closes = history.closes || history.close || [];
+    return dates.map((d, i) => [toTs(d), closes[i]]).filter(([t, c]) => Number.isFinite(t) && isNum(c));
+  }
+
+  function drawChart(points, p) {
+    const el = $("chart");
+    el.replaceChildren();
+    if (chart) {
+      chart.destroy();
+      chart = null;
+    }
+    const recent = points.slice(-HISTORY_DAYS);
+    const q = p.quantiles || {};
+    const xs = recent.map(([t]) => t);
+    const close = recent.map(([, c]) => c);
+    const lastClose = close[close.length - 1];
+    const pad = (n) => new Array(n).fill(null);
+    const n = xs.length;
+    const tail = (v) => [...pad(n - 1), lastClose, v];
+    const data = [
+      [...xs, toTs(p.forecast_for)],
+      [...close, null],
+      tail(isNum(q.p50) ? q.p50 : p.predicted_price),
+      tail(q.p10),
+      tail(q.p90),
+    ];
+    const accent = cssVar("--accent") || "#1d4ed8";
+    const forecast = cssVar("--forecast") || "#f59e0b";
+    const band = cssVar("--band") || "rgba(245,158,11,0.22)";
+    const grid = { stroke: cssVar("--line") || "#e2e8f0", width: 1 };
+    const axis = { stroke: cssVar("--muted") || "#64748b", grid, ticks: { stroke: grid.stroke } };
+    const lastTs = xs[n - 1];
+    const forecastTs = data[0][n];
+    // Leave room right of the forecast so the band is not clipped by the plot edge.
+    const xMax = forecastTs + Math.max(3 * 86400, (forecastTs - xs[0]) * 0.04);
+    const muted = cssVar("--muted") || "#64748b";
+    const markAsOf = (u) => {
+      // A dashed line at the last close: left of it is history, right of it the forecast.
+      const x = Math.round(u.valToPos(lastTs, "x", true));
+      const ctx = u.ctx;
+      ctx.save();
+      ctx.strokeStyle = muted;
+      ctx.setLineDash([3, 4]);
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = muted;
+      ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+      ctx.textAlign = "right";
+      ctx.fillText("forecast →", x - 6 * devicePixelRatio, u.bbox.top + 14 * devicePixelRatio);
+      ctx.restore();
+    };
+    const opts = {
+      width: Math.max(320, el.clientWidth),
+      height: CHART_HEIGHT,
+      padding: [12, 16, 0, 4],
+      cursor: { points: { size: 7 } },
+      legend: { show: true, live: true },
+      scales: { x: { time: true, range: (u, min) => [min, xMax] } },
+      axes: [axis, { ...axis, size: 64, values: (u, vals) => vals.map((v) => price(v)) }],
+      series: [
+        { label: "Date", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 10)) },
+        { label: "Close", stroke: accent, width: 2, fill: "rgba(29,78,216,0.06)", value: (u, v) => price(v) },
+        { label: "Forecast P50", stroke: forecast, width: 2, dash: [6, 4], points: { show: true, size: 8, fill: forecast }, value: (u, v) => price(v) },
+        { label: "P10", stroke: "rgba(245,158,11,0.6)", width: 1, value: (u, v) => price(v) },
+        { label: "P90", stroke: "rgba(245,158,11,0.6)", width: 1, value: (u, v) => price(v) },
+      ],
+      bands: [{ series: [4, 3], fill: band }],
+      hooks: { draw: [markAsOf] },
+    };
+    chart = new uPlot(opts, data, el);
+    el.dataset.kind = "uplot";
+    el.dataset.points = String(n);
+  }
+
+  function drawImage(ticker, p) {
+    const el = $("chart");
+    if (chart) {
+      chart.destroy();
+      chart = null;
+    }
+    const img = document.createElement("img");
+    img.alt = `${ticker}: last closes with the next-day forecast and its P10–P90 band`;
+    img.src = p.image_url || `/plot/${encodeURIComponent(ticker)}`;
+    el.replaceChildren(img);
+    el.dataset.kind = "image";
+    return new Promise((resolve) => {
+      img.onload = () => resolve(true);
+      img.onerror = () => {
+        el.replaceChildren(Object.assign(document.createElement("div"), { className: "empty", textContent: "No chart available" }));
+        el.dataset.kind = "none";
+        resolve(false);
+      };
+    });
+  }
+
+  window.addEventListener("resize", () => {
+    if (chart) chart.setSize({ width: Math.max(320, $("chart").clientWidth), height: CHART_HEIGHT });
+  });
+
+  // --- flow ------------------------------------------------------------------------------------------
+  async function showTicker(ticker) {
+    const seq = ++requestSeq;
+    currentTicker = ticker;
+    document.body.dataset.state = "loading";
+    document.body.dataset.ticker = ticker;
+    const enc = encodeURIComponent(ticker);
+    const [pred, hist, expl] = await Promise.allSettled([
+      api(`/predict?ticker=${enc}`),
+      hasHistory ? api(`/history/${enc}`) : Promise.reject(new ApiError(404, "no history endpoint")),
+      api(`/explain/${enc}`),
+    ]);
+    if (seq !== requestSeq) return; // a newer selection won
+    if (pred.status === "rejected") {
+      banner(`No forecast for ${ticker}: ${pred.reason.message}`, "error");
+      document.body.dataset.state = "error";
+      return;
+    }
+    const p = pred.value;
+    banner(null);
+    renderForecast(p);
+    setText("chart-title", `${p.ticker} · closing prices`);
+    setText("chart-subtitle", `Last ${HISTORY_DAYS} trading days up to ${p.as_of}, forecast for ${p.forecast_for}`);
+    const points = hist.status === "fulfilled" ? historyPoints(hist.value) : [];
+    if (points.length >= 2 && typeof uPlot === "function") {
+      drawChart(points, p);
+    } else {
+      await drawImage(ticker, p);
+    }
+    if (expl.status === "fulfilled") {
+      renderExplain(expl.value);
+    } else {
+      renderExplain({});
+      banner(`Importances unavailable: ${expl.reason.message}`);
+    }
+    if (seq === requestSeq) document.body.dataset.state = "ready";
+    if (location.hash !== `#${ticker}`) history.replaceState(null, "", `#${enc}`);
+  }
+
+  function tickerList(body) {
+    const list = Array.isArray(body) ? body : body.tickers || [];
+    return list.map((t) => (typeof t === "string" ? t : t.ticker || t.symbol)).filter(Boolean);
+  }
+
+  async function start(attempt = 0) {
+    let model;
+    let tickers;
+    try {
+      [model, tickers] = await Promise.all([api("/model"), api("/tickers").then(tickerList)]);
+      hasHistory = await api("/openapi.json").then(
+        (spec) => Boolean(spec.paths && spec.paths["/history/{ticker}"]),
+        () => false,
+      );
+    } catch (err) {
+      const waiting = err.status === 503 || err.status === 0;
+      banner(waiting ? "The model is still loading; retrying…" : `Cannot load the dashboard: ${err.message}`, waiting ? "info" : "error");
+      document.body.dataset.state = waiting ? "loading" : "error";
+      if (waiting && attempt < 120) setTimeout(() => start(attempt + 1), 2000);
+      return;
+    }
+    renderModel(model);
+    const select = $("ticker");
+    select.replaceChildren(...tickers.map((t) => Object.assign(document.createElement("option"), { value: t, textContent: t })));
+    select.disabled = tickers.length === 0;
+    if (!tickers.length) {
+      banner("The service has no tickers to forecast.", "error");
+      document.body.dataset.state = "error";
+      return;
+    }
+    const wanted = decodeURIComponent(location.hash.slice(1)).toUpperCase();
+    select.value = tickers.includes(wanted) ? wanted : tickers[0];
+    select.addEventListener("change", () => showTicker(select.value));
+    await showTicker(select.value);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => start());
+})();

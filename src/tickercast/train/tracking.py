@@ -1,0 +1,398 @@
+"""MLflow: runs, per-epoch metrics, the model registry and the promotion gate.
+
+Every side effect of a distributed run (MLflow, checkpoint run records, registry, reports, the
+bundle) happens on global rank 0 only, and the decision is made in one place:
+:attr:`RunTracker.active`, set from ``trainer.is_global_zero`` when the trainer sets up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch.callbacks import Callback
+
+from tickercast.config import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from tickercast.errors import UserError
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from tickercast.config import Settings
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "tickercast"
+RUN_RECORD = "run.json"
+LATEST_RECORD = "latest.json"
+# Relative tolerance of the promotion gate: float noise, not a margin that lets worse models in.
+GATE_TOLERANCE = 1e-9
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """Return an MLflow client bound to ``tracking_uri`` (no global state is changed)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment_id(settings: Settings, name: str = EXPERIMENT_NAME) -> str:
+    """Return the id of the ``tickercast`` experiment, creating it when missing.
+
+    With the embedded default store (no tracking URI configured) the experiment's artifacts go to
+    ``DIR/mlartifacts``, beside ``DIR/mlflow.db``, so a local ``mlflow ui`` finds both.
+    """
+    client = client_for(settings.tracking_uri)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if settings.tracking_uri.startswith("sqlite:") and not settings.mlflow_tracking_uri:
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        location = settings.artifacts_dir.resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # a concurrent creator won the race
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def git_commit() -> str | None:
+    """Return the current git commit of the working directory, or ``None`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested params for MLflow (``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``)."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)[:6000]
+    return flat
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log finite numeric metrics in one batch (NaN and None are skipped, not logged as garbage)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(key, float(value), now, step)
+        for key, value in metrics.items()
+        if value is not None and math.isfinite(float(value))
+    ]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+
+
+# --- Run records beside the checkpoints ---------------------------------------------------------
+
+
+def read_latest_run(checkpoints_dir: Path) -> dict[str, Any]:
+    """Return the record of the most recent training run (for ``--resume``).
+
+    Raises:
+        UserError: No run to resume, or its ``last.ckpt`` is gone.
+
+    """
+    latest = checkpoints_dir / LATEST_RECORD
+    if not latest.is_file():
+        raise UserError(f"nothing to resume: no training run recorded under {checkpoints_dir}")
+    record = json.loads(latest.read_text())
+    last = Path(record["checkpoint_dir"]) / "last.ckpt"
+    if not last.is_file():
+        raise UserError(f"cannot resume run {record['run_id']}: {last} is missing")
+    record["last_checkpoint"] = str(last)
+    return record
+
+
+def _write_run_record(checkpoints_dir: Path, run_dir: Path, run_id: str, experiment: str) -> None:
+    record = {"run_id": run_id, "experiment_id": experiment, "checkpoint_dir": str(run_dir.resolve())}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    tmp = checkpoints_dir / f".{LATEST_RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(checkpoints_dir / LATEST_RECORD)
+
+
+class RunTracker(Callback):
+    """Owns the MLflow run of a training and every rank-0-only side effect of the fit.
+
+    In :meth:`setup` global rank 0 creates (or, when resuming, reopens) the MLflow run and
+    broadcasts its id, so that every rank agrees on the checkpoint folder
+    ``DIR/checkpoints/<run_id>/``. Per-epoch losses are read from the synced callback metrics.
+
+    Args:
+        settings: The effective settings.
+        params: Parameters to log on a new run.
+        tags: Tags to set on a new run.
+        resume_run_id: Reopen this run instead of creating one.
+
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.params = params
+        self.tags = tags
+        self.resume_run_id = resume_run_id
+        self.active = False
+        self.run_id: str | None = None
+        self.checkpoint_dir: Path | None = None
+        self.fit_started = 0.0
+        self.fit_seconds = 0.0
+        self.epochs_run = 0
+        self.start_epoch = 0
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client (rank 0 only)."""
+        return client_for(self.settings.tracking_uri)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Decide the rank-0 guard, open the run on rank 0 and share its id with every rank."""
+        self.active = trainer.is_global_zero
+        run_id = self._open_run() if self.active else None
+        self.run_id = trainer.strategy.broadcast(run_id, src=0)
+        self.checkpoint_dir = self.settings.checkpoints_dir / str(self.run_id)
+        for callback in trainer.checkpoint_callbacks:
+            callback.dirpath = str(self.checkpoint_dir)  # type: ignore[attr-defined]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the run id beside its checkpoints (what ``--resume`` reads)."""
+        if self.active and self.checkpoint_dir is not None:
+            _write_run_record(
+                self.settings.checkpoints_dir,
+                self.checkpoint_dir,
+                str(self.run_id),
+                experiment_id(self.settings),
+            )
+
+    def _open_run(self) -> str:
+        client = self.client
+        if self.resume_run_id:
+            client.update_run(self.resume_run_id, status="RUNNING")
+            client.set_tag(self.resume_run_id, "resumed", "true")
+            return self.resume_run_id
+        run = client.create_run(experiment_id(self.settings), tags=self.tags)
+        from mlflow.entities import Param
+
+        params = [Param(k, v) for k, v in flatten(self.params).items()]
+        for start in range(0, len(params), 100):
+            client.log_batch(run.info.run_id, params=params[start : start + 100])
+        return run.info.run_id
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the clock for the samples/s figure; record how the work is shared out."""
+        self.fit_started = time.perf_counter()
+        self.start_epoch = trainer.current_epoch
+        if self.active:
+            self.client.set_tag(str(self.run_id), "world_size", str(trainer.world_size))
+            # Per rank: with a distributed sampler each rank sees 1/world_size of the samples.
+            log_metrics(
+                self.client, str(self.run_id), {"train_batches_per_rank": float(trainer.num_training_batches)}
+            )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the epoch's (rank-synced) train and validation losses."""
+        self.fit_seconds = time.perf_counter() - self.fit_started
+        self.epochs_run = trainer.current_epoch + 1 - self.start_epoch
+        if not self.active:
+            return
+        metrics = {
+            name: float(trainer.callback_metrics[name])
+            for name in ("train_loss", "val_loss")
+            if name in trainer.callback_metrics
+        }
+        metrics["epoch"] = trainer.current_epoch + 1
+        log_metrics(self.client, str(self.run_id), metrics, step=trainer.current_epoch + 1)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Mark the run failed (rank 0), so a crash never leaves a run that looks alive."""
+        self.fail()
+
+    def fail(self) -> None:
+        """Mark the run failed (rank 0 only)."""
+        if self.active and self.run_id:
+            self.client.set_terminated(self.run_id, status="FAILED")
+
+    def finish(self) -> None:
+        """Mark the run finished (rank 0 only)."""
+        if self.active and self.run_id:
+            self.client.set_terminated(self.run_id, status="FINISHED")
+
+
+# --- Registry -----------------------------------------------------------------------------------
+
+
+def champion_version(tracking_uri: str, name: str = REGISTERED_MODEL_NAME) -> str | None:
+    """Return the version behind alias ``champion`` of a registered model, or ``None`` when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client_for(tracking_uri).get_model_version_by_alias(name, CHAMPION_ALIAS).version)
+    except MlflowException:
+        return None
+
+
+def resolve_model_version(model_uri: str, tracking_uri: str) -> ModelVersion:
+    """Resolve ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` to a registry version.
+
+    Raises:
+        BundleError: The URI is malformed or names nothing.
+
+    """
+    from mlflow.exceptions import MlflowException
+
+    from tickercast.train.bundle import BundleError
+
+    if not model_uri.startswith("models:/"):
+        raise BundleError(
+            f"model URI {model_uri!r} must look like models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    rest = model_uri[len("models:/") :].strip("/")
+    client = client_for(tracking_uri)
+    try:
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        name, _, version = rest.rpartition("/")
+        if not name or not version.isdigit():
+            raise BundleError(
+                f"model URI {model_uri!r} must look like models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise BundleError(f"no registered model at {model_uri} in {tracking_uri}: {exc.message}") from None
+
+
+def download_version(version: ModelVersion, tracking_uri: str, dst: Path) -> Path:
+    """Download a registered version's bundle folder into ``dst`` and return its local path."""
+    import mlflow.artifacts
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    previous = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"  # no bars in service logs
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=version.source, dst_path=str(dst), tracking_uri=tracking_uri
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, None)
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = previous
+    return Path(local)
+
+
+@dataclass
+class GateDecision:
+    """The outcome of the promotion gate, logged on the run and as version tags."""
+
+    promoted: bool
+    candidate_mae: float
+    champion_version: str | None
+    champion_mae: float | None
+    reason: str
+
+
+def decide_promotion(candidate_mae: float, champion_mae: float | None, champion: str | None) -> GateDecision:
+    """Promote when there is no usable champion or the candidate's MAE is no worse on the same window.
+
+    Args:
+        candidate_mae: The new model's test MAE.
+        champion_mae: The champion's MAE re-evaluated on the same test samples (``None`` when there
+            is no champion or it could not be evaluated).
+        champion: The champion's version, if any.
+
+    Returns:
+        The decision with both figures and a one-line reason.
+
+    """
+    if not math.isfinite(candidate_mae):
+        return GateDecision(False, candidate_mae, champion, champion_mae, "candidate MAE is not finite")
+    if champion is None:
+        return GateDecision(True, candidate_mae, None, None, "no champion yet")
+    if champion_mae is None or not math.isfinite(champion_mae):
+        return GateDecision(
+            True, candidate_mae, champion, champion_mae, f"champion v{champion} could not be evaluated"
+        )
+    if candidate_mae <= champion_mae * (1 + GATE_TOLERANCE):
+        return GateDecision(
+            True,
+            candidate_mae,
+            champion,
+            champion_mae,
+            f"test MAE {candidate_mae:.4f} <= champion v{champion}'s {champion_mae:.4f}",
+        )
+    return GateDecision(
+        False,
+        candidate_mae,
+        champion,
+        champion_mae,
+        f"test MAE {candidate_mae:.4f} > champion v{champion}'s {champion_mae:.4f}: champion kept",
+    )
+
+
+def register_version(
+    client: MlflowClient, name: str, run_id: str, artifact_path: str, tags: dict[str, str]
+) -> str:
+    """Register the run's bundle artifact as a new version of ``name`` and return the version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="tickercast Temporal Fusion Transformer bundles")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+    return str(version.version)
+
+
+def apply_decision(
+    client: MlflowClient, name: str, version: str, run_id: str, decision: GateDecision
+) -> None:
+    """Move the ``champion`` alias when promoted; record the decision and both figures either way."""
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    tags = {
+        "promotion.promoted": str(decision.promoted).lower(),
+        "promotion.reason": decision.reason,
+        "promotion.previous_champion": decision.champion_version or "",
+    }
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+        client.set_model_version_tag(name, version, key, value)
+    log_metrics(
+        client,
+        run_id,
+        {"gate_candidate_mae": decision.candidate_mae, "gate_champion_mae": decision.champion_mae},
+    )
