@@ -86,7 +86,7 @@ def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKERCAST_") and k not in dropped}
     # One intra-op thread per process in every configuration (what Lightning's DDP picks on 2 cores),
     # so the ratio measures data parallelism across processes. On a shared machine, letting a single
-    # process spread OpenMP threads over busy cores was far slower (see docs/benchmarks-train.md).
+    # process spread OpenMP threads over busy cores was far slower (see docs/benchmarks.md).
     env.update(
         {"MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **extra}
     )

@@ -87,16 +87,17 @@ def daily_sentiment(keys: DataFrame, observations: DataFrame) -> DataFrame:
     obs = observations.select(
         schema.SYMBOL, F.col("effective_date").alias(schema.DATE), F.lit(0).alias("is_row"), "score"
     )
-    following = (
+    # Walk each symbol backwards in time: the last trading row seen so far is the first one on or
+    # after the observation (a running frame, linear; a "following" frame would be quadratic).
+    backwards = (
         Window.partitionBy(schema.SYMBOL)
-        .orderBy(schema.DATE, "is_row")
-        .rowsBetween(Window.currentRow, Window.unboundedFollowing)
+        .orderBy(F.col(schema.DATE).desc(), F.col("is_row").desc())
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
+    next_row = F.last(F.when(F.col("is_row") == 1, F.col(schema.DATE)), True).over(backwards)
     assigned = (
         rows.unionByName(obs)
-        .withColumn(
-            "trading_date", F.first(F.when(F.col("is_row") == 1, F.col(schema.DATE)), True).over(following)
-        )
+        .withColumn("trading_date", next_row)
         .where((F.col("is_row") == 0) & F.col("trading_date").isNotNull())
     )
     scores = F.array_sort(F.collect_list("score"))

@@ -151,10 +151,3 @@ def publish(staging: Path, targets: dict[str, Path]) -> None:
     for name, target in targets.items():
         swap_into_place(staging / name, target)
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_stale_staging(curated_dir: Path) -> None:
-    """Delete staging folders that crashed runs left behind."""
-    if curated_dir.is_dir():
-        for entry in curated_dir.glob(f"{STAGING_PREFIX}*"):
-            shutil.rmtree(entry, ignore_errors=True)

@@ -106,14 +106,16 @@ def run_job(
     run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
     staging = io.staging_dir(settings.curated_dir, run_id)
     spark, created = get_session(settings.spark, master)
+    cached: list[DataFrame] = []
     try:
         with job_conf(spark):
-            result = _run(spark, settings, inputs, run_id, staging, full=full, today=today, now=now)
+            result = _run(spark, settings, inputs, run_id, staging, cached, full=full, today=today, now=now)
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        spark.catalog.clearCache()
+        for frame in cached:
+            frame.unpersist()
         if created:
             spark.stop()
     result.duration_s = time.monotonic() - started
@@ -131,7 +133,7 @@ def _read_lines(spark: SparkSession, files: list[io.InputFile], kind: str) -> Da
 
 
 def _validated(
-    spark: SparkSession, inputs: list[io.InputFile], today: dt.date, now: dt.datetime
+    spark: SparkSession, inputs: list[io.InputFile], today: dt.date, now: dt.datetime, cached: list[DataFrame]
 ) -> dict[str, DataFrame]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -144,7 +146,8 @@ def _validated(
         # Only rejected rows need their raw text; dropping it keeps the cached rows small.
         keep_record = F.col(v.STATUS).isin("bad", "bad_file", "superseded")
         resolved = resolved.withColumn(v.RECORD, F.when(keep_record, F.col(v.RECORD)))
-        return resolved.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(resolved.persist(StorageLevel.MEMORY_AND_DISK))
+        return cached[-1]
 
     price_values = [schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME]
     return {
@@ -217,6 +220,7 @@ def _run(
     inputs: list[io.InputFile],
     run_id: str,
     staging: Path,
+    cached: list[DataFrame],
     *,
     full: bool,
     today: dt.date,
@@ -226,7 +230,7 @@ def _run(
 
     from tickercast.preprocess import features
 
-    frames = _validated(spark, inputs, today, now)
+    frames = _validated(spark, inputs, today, now, cached)
     counts, by_kind, reasons, warnings = _summarise(_file_stats(frames), inputs)
     limit = settings.spark.max_bad_fraction
     if counts["read"] == 0:
@@ -250,6 +254,7 @@ def _run(
     index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
 
     calendar = features.trading_calendar(prices).persist()
+    cached.append(calendar)
     observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
     sentiment = features.daily_sentiment(prices.select(schema.SYMBOL, schema.DATE), observations)
     market = features.market_table(indices, calendar, index_symbols) if index_symbols else None

@@ -1,0 +1,108 @@
+"""Pure transforms on tiny hand-made DataFrames, and the atomic publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from tickercast.preprocess import io
+
+D = dt.date
+
+
+@pytest.mark.spark
+def test_trading_calendar_numbers_dates_densely(spark) -> None:
+    from pyspark.testing import assertDataFrameEqual
+
+    from tickercast.preprocess.features import trading_calendar
+
+    prices = spark.createDataFrame(
+        [("A", D(2024, 1, 5)), ("B", D(2024, 1, 2)), ("A", D(2024, 1, 2)), ("B", D(2024, 1, 8))],
+        "symbol string, date date",
+    )
+    expected = spark.createDataFrame(
+        [(D(2024, 1, 2), 0), (D(2024, 1, 5), 1), (D(2024, 1, 8), 2)], "date date, time_idx long"
+    )
+    assertDataFrameEqual(trading_calendar(prices), expected)
+
+
+@pytest.mark.spark
+def test_observations_count_for_the_next_trading_row(spark) -> None:
+    from pyspark.testing import assertDataFrameEqual
+
+    from tickercast.preprocess.features import daily_sentiment
+
+    keys = spark.createDataFrame(
+        [("A", D(2024, 1, 5)), ("A", D(2024, 1, 8)), ("B", D(2024, 1, 5))], "symbol string, date date"
+    )
+    observations = spark.createDataFrame(
+        [
+            ("A", D(2024, 1, 5), 0.5),  # same day
+            ("A", D(2024, 1, 6), -0.25),  # Saturday -> Monday
+            ("A", D(2024, 1, 7), 0.75),  # Sunday -> Monday
+            ("A", D(2024, 1, 9), 1.0),  # after the last row: waits
+            ("B", D(2024, 1, 4), -1.0),  # before B's first row -> its first row
+        ],
+        "symbol string, effective_date date, score double",
+    )
+    expected = spark.createDataFrame(
+        [("A", D(2024, 1, 5), 0.5, 1), ("A", D(2024, 1, 8), 0.25, 2), ("B", D(2024, 1, 5), -1.0, 1)],
+        "symbol string, date date, sentiment_mean double, news_count long",
+    )
+    assertDataFrameEqual(daily_sentiment(keys, observations), expected)
+
+
+@pytest.mark.spark
+def test_duplicates_resolve_to_the_file_sorting_last(spark) -> None:
+    from pyspark.testing import assertDataFrameEqual
+
+    from tickercast.preprocess.validate import resolve_duplicates
+
+    rows = spark.createDataFrame(
+        [
+            ("prices/a.csv", "a1", "X", D(2024, 1, 2), 1.0, None, "valid"),
+            ("prices/b.csv", "b1", "X", D(2024, 1, 2), 2.0, None, "valid"),
+            ("prices/c.csv", "c1", "X", D(2024, 1, 2), 2.0, None, "valid"),
+            ("prices/a.csv", "a2", "X", D(2024, 1, 3), 5.0, None, "valid"),
+            ("prices/a.csv", "a3", "X", None, None, "unparseable date", "bad"),
+        ],
+        "source_file string, record string, symbol string, date date, close double,"
+        " reason string, status string",
+    )
+    out = resolve_duplicates(rows, ["symbol", "date"], ["close"]).select("record", "status", "reason")
+    expected = spark.createDataFrame(
+        [
+            ("a1", "superseded", "superseded"),
+            ("b1", "duplicate", None),
+            ("c1", "valid", None),
+            ("a2", "valid", None),
+            ("a3", "bad", "unparseable date"),
+        ],
+        "record string, status string, reason string",
+    )
+    assertDataFrameEqual(out, expected)
+
+
+def test_publish_swaps_in_place_and_keeps_nothing_of_the_old(tmp_path: Path) -> None:
+    target = tmp_path / "curated" / "features"
+    target.mkdir(parents=True)
+    (target / "old.parquet").write_text("old")
+    staging = io.staging_dir(tmp_path / "curated", "run1")
+    (staging / "features").mkdir(parents=True)
+    (staging / "features" / "new.parquet").write_text("new")
+    (staging / "manifest.json").write_text("{}")
+    io.publish(staging, {"features": target, "manifest.json": tmp_path / "curated" / "manifest.json"})
+    assert [p.name for p in target.iterdir()] == ["new.parquet"]
+    assert (tmp_path / "curated" / "manifest.json").read_text() == "{}"
+    assert not staging.exists()
+
+
+def test_swap_replaces_a_file_atomically(tmp_path: Path) -> None:
+    staged, target = tmp_path / "staged.json", tmp_path / "target.json"
+    staged.write_text("new")
+    target.write_text("old")
+    io.swap_into_place(staged, target)
+    assert target.read_text() == "new"
+    assert staged.read_text() == "old"
