@@ -83,19 +83,12 @@ def run_spark(data: Path, master: str, driver_memory: str, partitions: int) -> d
 
 def run_pandas(data: Path) -> dict:
     """Read the raw CSVs with pandas and compute the same features on one core."""
-    import pandas as pd
 
-    from tickercast.preprocess.local_features import compute_features
+    from tickercast.preprocess.local_features import compute_features, read_raw
 
     started = time.perf_counter()
 
-    def read(kind: str) -> pd.DataFrame | None:
-        files = sorted((data / "raw" / kind).glob("*.csv"))
-        if not files:
-            return None
-        return pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files], ignore_index=True)
-
-    prices, indices, news = read("prices"), read("indices"), read("news")
+    prices, indices, news = (read_raw(data, kind) for kind in ("prices", "indices", "news"))
     rows = sum(len(f) for f in (prices, indices, news) if f is not None)
     out = compute_features(prices, indices, news)
     wall = time.perf_counter() - started

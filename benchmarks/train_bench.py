@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 BENCH_PARAMS = {
@@ -44,21 +42,14 @@ BENCH_PARAMS = {
 }
 
 
-def _read_raw(root: Path, kind: str) -> pd.DataFrame | None:
-    files = sorted((root / "raw" / kind).glob("*.csv"))
-    if not files:
-        return None
-    return pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files], ignore_index=True)
-
-
 def curate_with_pandas(root: Path) -> float:
     """Compute and publish the curated dataset with the pandas twin; return seconds taken."""
     import hashlib
 
-    from tickercast.preprocess.local_features import compute_features
+    from tickercast.preprocess.local_features import compute_features, read_raw
 
     started = time.perf_counter()
-    curated = compute_features(_read_raw(root, "prices"), _read_raw(root, "indices"), _read_raw(root, "news"))
+    curated = compute_features(read_raw(root, "prices"), read_raw(root, "indices"), read_raw(root, "news"))
     features = root / "curated" / "features"
     features.mkdir(parents=True, exist_ok=True)
     path = features / "part-00000.parquet"

@@ -35,13 +35,6 @@ TINY_PARAMS = {
 }
 
 
-def _read_raw(root: Path, kind: str) -> pd.DataFrame | None:
-    files = sorted((root / "raw" / kind).glob("*.csv"))
-    if not files:
-        return None
-    return pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files], ignore_index=True)
-
-
 def write_curated(root: Path, frame: pd.DataFrame, data_version: str | None = None) -> Path:
     """Publish ``frame`` as ``root/curated/features/*.parquet`` plus a manifest; returns the features dir."""
     features = root / "curated" / "features"
@@ -82,11 +75,11 @@ def make_curated(root: Path, tickers: int = 6, days: int = 520, seed: int = 3, k
 
     """
     from tickercast.data.synth import generate_market
-    from tickercast.preprocess.local_features import compute_features
+    from tickercast.preprocess.local_features import compute_features, read_raw
 
     root.mkdir(parents=True, exist_ok=True)
     generate_market(root, tickers=tickers, days=days, seed=seed, kappa=kappa)
-    curated = compute_features(_read_raw(root, "prices"), _read_raw(root, "indices"), _read_raw(root, "news"))
+    curated = compute_features(read_raw(root, "prices"), read_raw(root, "indices"), read_raw(root, "news"))
     write_curated(root, curated)
     return root
 

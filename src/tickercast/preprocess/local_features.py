@@ -12,6 +12,8 @@ concatenated in file-name order resolve duplicates like the job does.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,23 @@ from tickercast import schema
 from tickercast.preprocess import spec
 
 _PRICE_NUMBERS = ("Open", "High", "Low", "Close", "Volume")
+
+
+def read_raw(data_root: Path, kind: str) -> pd.DataFrame | None:
+    """Read every raw CSV of one kind under a data root, as strings, in file-name order.
+
+    Args:
+        data_root: The data root holding ``raw/``.
+        kind: ``prices``, ``indices``, ``news`` or ``sentiment``.
+
+    Returns:
+        All rows of all files (later files last, so they win duplicates), or ``None`` without files.
+
+    """
+    files = sorted(schema.raw_dir(data_root, kind).glob("*.csv"))
+    if not files:
+        return None
+    return pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files], ignore_index=True)
 
 
 def compute_features(
