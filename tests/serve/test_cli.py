@@ -44,9 +44,11 @@ def server(trained: Trained) -> Iterator[tuple[subprocess.Popen, str]]:
             process.stdout.close()
 
 
-def _ready(base: str) -> bool:
+def _ready(base: str, probes: int = 12) -> bool:
+    """Tell whether every worker is ready: each worker loads its own model, and a fresh connection
+    may land on either, so one 200 is not enough; ``probes`` in a row on new connections are."""
     try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        return all(httpx.get(f"{base}/readyz", timeout=2).status_code == 200 for _ in range(probes))
     except httpx.TransportError:
         return False
 
