@@ -30,18 +30,13 @@ SYNTH = ["--source", "synth", "--tickers", "3", "--days", "420", "--seed", "11"]
 STAGES = ("data", "preprocess", "train", "evaluate")
 
 
+def _pipeline_command(root: Path, config: Path) -> list[str]:
+    tickercast = [sys.executable, "-m", "tickercast", "--config", str(config)]
+    return [*tickercast, "pipeline", "run", "--data", str(root)]
+
+
 def _pipeline(root: Path, config: Path, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "tickercast",
-        "--config",
-        str(config),
-        "pipeline",
-        "run",
-        "--data",
-        str(root),
-    ]
+    command = _pipeline_command(root, config)
     return subprocess.run(
         [*command, *SYNTH, *args],
         cwd=REPO,
@@ -144,17 +139,7 @@ def test_second_run_skips_every_stage_and_serves(
 
     port = free_port()
     log_path = tmp_path / "pipeline.log"
-    command = [
-        sys.executable,
-        "-m",
-        "tickercast",
-        "--config",
-        str(config),
-        "pipeline",
-        "run",
-        "--data",
-        str(root),
-    ]
+    command = _pipeline_command(root, config)
     command += [*SYNTH, "--devices", str(DEVICES), "--serve", "--host", "127.0.0.1", "--port", str(port)]
     started = time.monotonic()
     with log_path.open("w") as log:

@@ -147,6 +147,36 @@ def _reason_chain(checks: Sequence[tuple[Column, Column | str]]) -> Column:
     return out.otherwise(F.lit(None).cast("string"))
 
 
+def _ohlcv_reason(
+    missing: Column,
+    unparseable: Column,
+    non_positive: Column,
+    date: Column,
+    ohlcv: tuple[Column, Column, Column, Column, Column],
+    today: dt.date,
+) -> Column:
+    """Return the first reason a price or index row is bad, in the order the contract lists them.
+
+    A null price (an index file without ``Open`` or ``High``) fails no comparison: ``when`` treats a
+    null condition as false, so one chain serves full OHLCV rows and close-only index rows.
+    """
+    o, h, lo, c, v = ohlcv
+    return _reason_chain(
+        [
+            (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
+            (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
+            (unparseable.isNotNull(), F.concat(F.lit(f"{spec.REASON_UNPARSEABLE_NUMBER}: "), unparseable)),
+            (~F.col("Symbol").rlike(schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
+            (non_positive.isNotNull(), F.concat(F.lit(f"{spec.REASON_NON_POSITIVE_PRICE}: "), non_positive)),
+            (h < lo, spec.REASON_HIGH_BELOW_LOW),
+            ((o < lo) | (o > h), spec.REASON_OPEN_OUTSIDE),
+            ((c < lo) | (c > h), spec.REASON_CLOSE_OUTSIDE),
+            (v < 0, spec.REASON_NEGATIVE_VOLUME),
+            (date > F.lit(today), spec.REASON_FUTURE_DATE),
+        ]
+    )
+
+
 def _file_level(reason: Column) -> Column:
     """Prepend the whole-file problems (missing columns, extra fields) to a row's own reason."""
     missing = F.concat(F.lit(f"{spec.REASON_MISSING_COLUMNS}: "), F.array_join("missing_columns", ", "))
@@ -193,20 +223,7 @@ def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
     missing = _first([(F.col(n).isNull(), n) for n in schema.PRICE_REQUIRED])
     unparseable = _first([(F.col(f"_{n}").isNull(), n) for n in numbers])
     non_positive = _first([(F.col(f"_{n}") <= 0, n) for n in ("Open", "High", "Low", "Close")])
-    reason = _reason_chain(
-        [
-            (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
-            (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
-            (unparseable.isNotNull(), F.concat(F.lit(f"{spec.REASON_UNPARSEABLE_NUMBER}: "), unparseable)),
-            (~F.col("Symbol").rlike(schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
-            (non_positive.isNotNull(), F.concat(F.lit(f"{spec.REASON_NON_POSITIVE_PRICE}: "), non_positive)),
-            (h < lo, spec.REASON_HIGH_BELOW_LOW),
-            ((o < lo) | (o > h), spec.REASON_OPEN_OUTSIDE),
-            ((c < lo) | (c > h), spec.REASON_CLOSE_OUTSIDE),
-            (v < 0, spec.REASON_NEGATIVE_VOLUME),
-            (date > F.lit(today), spec.REASON_FUTURE_DATE),
-        ]
-    )
+    reason = _ohlcv_reason(missing, unparseable, non_positive, date, (o, h, lo, c, v), today)
     typed = {
         schema.SYMBOL: F.col("Symbol"),
         schema.DATE: date,
@@ -240,20 +257,7 @@ def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
         [(c.isNull(), "Close")] + [(F.col(n).isNotNull() & F.col(f"_{n}").isNull(), n) for n in optional]
     )
     non_positive = _first([(F.col(f"_{n}") <= 0, n) for n in ("Open", "High", "Low", "Close")])
-    reason = _reason_chain(
-        [
-            (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
-            (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
-            (unparseable.isNotNull(), F.concat(F.lit(f"{spec.REASON_UNPARSEABLE_NUMBER}: "), unparseable)),
-            (~F.col("Symbol").rlike(schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
-            (non_positive.isNotNull(), F.concat(F.lit(f"{spec.REASON_NON_POSITIVE_PRICE}: "), non_positive)),
-            (F.coalesce(h < lo, F.lit(False)), spec.REASON_HIGH_BELOW_LOW),
-            (F.coalesce((o < lo) | (o > h), F.lit(False)), spec.REASON_OPEN_OUTSIDE),
-            (F.coalesce((c < lo) | (c > h), F.lit(False)), spec.REASON_CLOSE_OUTSIDE),
-            (F.coalesce(v < 0, F.lit(False)), spec.REASON_NEGATIVE_VOLUME),
-            (date > F.lit(today), spec.REASON_FUTURE_DATE),
-        ]
-    )
+    reason = _ohlcv_reason(missing, unparseable, non_positive, date, (o, h, lo, c, v), today)
     typed = {schema.SYMBOL: F.col("Symbol"), schema.DATE: date, schema.CLOSE: c}
     return _finish(staged, reason, typed)
 
