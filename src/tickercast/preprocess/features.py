@@ -23,11 +23,6 @@ def _by_symbol():
     return Window.partitionBy(schema.SYMBOL).orderBy(schema.DATE)
 
 
-def _rows(n: int):
-    """Return the frame of a symbol's last ``n`` rows up to and including the current one."""
-    return _by_symbol().rowsBetween(-(n - 1), Window.currentRow)
-
-
 def _score_batch(headlines: pd.Series) -> pd.Series:
     from tickercast.data.sentiment import score_headlines
 
@@ -107,8 +102,62 @@ def daily_sentiment(keys: DataFrame, observations: DataFrame) -> DataFrame:
     )
 
 
+def _block(n: int) -> int:
+    """Return the block length for an ``n``-row sum: the largest divisor of ``n`` up to 10."""
+    return max(d for d in range(1, min(n, 10) + 1) if n % d == 0)
+
+
+def _block_name(name: str, block: int) -> str:
+    return f"_b{block}_{name}"
+
+
+def _sum_name(name: str, n: int) -> str:
+    return f"_s{n}_{name}"
+
+
+def _sum_of_blocks(column: str, block: int, count: int) -> Column:
+    """Add ``count`` consecutive ``block``-row sums held in ``column``, newest first."""
+    base = F.col(column)
+    total = base
+    for k in range(1, count):
+        total = total + F.lag(base, k * block).over(_by_symbol())
+    return total
+
+
+def _moving_sums(series: dict[str, tuple[Column, Sequence[int]]]) -> tuple[dict, list[dict]]:
+    """Plan the moving sums: block sums, then sums of up to 5 blocks, then sums of those.
+
+    Returns:
+        ``(blocks, levels)``: the block-sum columns (sliding frames of at most 10 rows) and the
+        column groups to add in order, each level built from the previous one with ``lag``.
+
+    """
+    blocks: dict[str, Column] = {}
+    short: dict[str, Column] = {}
+    long: dict[str, Column] = {}
+    for name, (value, windows) in series.items():
+        for n in windows:
+            block = _block(n)
+            frame = _by_symbol().rowsBetween(-(block - 1), Window.currentRow)
+            if n // block <= 5:
+                blocks[_block_name(name, block)] = F.sum(value).over(frame)
+                short[_sum_name(name, n)] = _sum_of_blocks(_block_name(name, block), block, n // block)
+                continue
+            inner = next(m for m in windows if n % m == 0 and m < n and n // m <= 5)
+            long[_sum_name(name, n)] = _sum_of_blocks(_sum_name(name, inner), inner, n // inner)
+    return blocks, [short, long]
+
+
 def window_features(rows: DataFrame) -> DataFrame:
     """Add the per-symbol indicators and the imputed sentiment.
+
+    Spark recomputes a sliding frame from scratch for every row, so a 200-row mean would cost 200
+    additions per row. Instead each moving sum adds up short block sums (``_block``: 10 rows for
+    20 and 50, 7 for RSI's 14; the 200-row sum adds four 50-row sums) read back with ``lag``: a
+    fixed expression over exactly the
+    window's rows, so a value never depends on where the computation started (an incremental run
+    recomputing a tail gets the same bits as a full run), at a cost of a few operations per row.
+    Row counts come from ``row_number``; sentiment is carried with running (unbounded) frames.
 
     Args:
         rows: ``symbol, date, open, high, low, close, volume, time_idx, sentiment_mean, news_count``
@@ -119,48 +168,72 @@ def window_features(rows: DataFrame) -> DataFrame:
         ``rsi_14``, ``sentiment``, ``sentiment_observed``.
 
     """
+    by_symbol = _by_symbol()
+    running = by_symbol.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     close = F.col(schema.CLOSE)
-    prev_close = F.lag(close).over(_by_symbol())
-    out = rows.withColumn(schema.LOG_RETURN, F.ln(close / prev_close)).withColumn(
-        "_delta", close - prev_close
+    observed = F.col("sentiment_mean").isNotNull()
+    prev_close = F.lag(close).over(by_symbol)
+    out = rows.withColumns(
+        {
+            "_row": F.row_number().over(by_symbol),
+            schema.LOG_RETURN: F.ln(close / prev_close),
+            "_delta": close - prev_close,
+        }
     )
+    ret, delta = F.col(schema.LOG_RETURN), F.col("_delta")
+    series = {
+        "close": (close, schema.MA_WINDOWS),
+        "ret": (ret, schema.RV_WINDOWS),
+        "ret2": (ret * ret, schema.RV_WINDOWS),
+        "gain": (F.greatest(delta, F.lit(0.0)), (schema.RSI_WINDOW,)),
+        "loss": (F.greatest(-delta, F.lit(0.0)), (schema.RSI_WINDOW,)),
+        "ups": ((delta > 0).cast("long"), (schema.RSI_WINDOW,)),
+        "downs": ((delta < 0).cast("long"), (schema.RSI_WINDOW,)),
+    }
+    blocks, levels = _moving_sums(series)
+    out = out.withColumns(
+        {
+            **blocks,
+            "_obs_row": F.last(F.when(observed, F.col("_row")), True).over(running),
+            "_obs_idx": F.last(F.when(observed, F.col(schema.TIME_IDX)), True).over(running),
+            "_obs_value": F.last(F.col("sentiment_mean"), True).over(running),
+        }
+    )
+    for level in levels:
+        out = out.withColumns(level)
+    row = F.col("_row")
     columns: dict[str, Column] = {}
     for n in schema.MA_WINDOWS:
-        columns[f"ma_{n}"] = F.when(F.count(close).over(_rows(n)) == n, F.avg(close).over(_rows(n)))
-    ret = F.col(schema.LOG_RETURN)
+        columns[f"ma_{n}"] = F.when(row >= n, F.col(_sum_name("close", n)) / F.lit(float(n)))
     for n in schema.RV_WINDOWS:
-        columns[f"rv_{n}"] = F.when(
-            F.count(ret).over(_rows(n)) == n, F.stddev_samp(ret).over(_rows(n)) * F.lit(spec.ANNUALISATION)
-        )
-    columns[schema.RSI] = _rsi(F.col("_delta"), schema.RSI_WINDOW)
+        total, squares = F.col(_sum_name("ret", n)), F.col(_sum_name("ret2", n))
+        variance = F.greatest((squares - total * total / F.lit(float(n))) / F.lit(float(n - 1)), F.lit(0.0))
+        columns[f"rv_{n}"] = F.when(row >= n + 1, F.sqrt(variance) * F.lit(spec.ANNUALISATION))
+    columns[schema.RSI] = _rsi(row, schema.RSI_WINDOW)
 
-    observed = F.col("sentiment_mean").isNotNull()
-    carry = _by_symbol().rowsBetween(-spec.SENTIMENT_MAX_CARRY_ROWS, Window.currentRow)
-    last_idx = F.last(F.when(observed, F.col(schema.TIME_IDX)), True).over(carry)
-    last_value = F.last(F.col("sentiment_mean"), True).over(carry)
+    carried = (row - F.col("_obs_row")) <= spec.SENTIMENT_MAX_CARRY_ROWS
     decay = F.pow(
-        F.lit(0.5), (F.col(schema.TIME_IDX) - last_idx).cast("double") / F.lit(spec.SENTIMENT_HALF_LIFE_DAYS)
+        F.lit(0.5),
+        (F.col(schema.TIME_IDX) - F.col("_obs_idx")).cast("double") / F.lit(spec.SENTIMENT_HALF_LIFE_DAYS),
     )
     columns[schema.SENTIMENT] = (
         F.when(observed, F.col("sentiment_mean"))
-        .when(last_idx.isNotNull(), last_value * decay)
+        .when(carried, F.col("_obs_value") * decay)
         .otherwise(F.lit(0.0))
     )
     columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
     columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
-    return out.withColumns(columns).drop("_delta", "sentiment_mean")
+    helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *blocks]
+    helpers += [name for level in levels for name in level]
+    return out.withColumns(columns).drop(*helpers)
 
 
-def _rsi(delta: Column, n: int) -> Column:
-    frame = _rows(n)
-    changes = F.count(delta).over(frame)
-    avg_gain = F.avg(F.greatest(delta, F.lit(0.0))).over(frame)
-    avg_loss = F.avg(F.greatest(-delta, F.lit(0.0))).over(frame)
-    downs = F.sum(F.when(delta < 0, 1).otherwise(0)).over(frame)
-    ups = F.sum(F.when(delta > 0, 1).otherwise(0)).over(frame)
-    rsi = F.lit(100.0) - F.lit(100.0) / (F.lit(1.0) + avg_gain / avg_loss)
+def _rsi(row: Column, n: int) -> Column:
+    gains, losses = F.col(_sum_name("gain", n)), F.col(_sum_name("loss", n))
+    ups, downs = F.col(_sum_name("ups", n)), F.col(_sum_name("downs", n))
+    rsi = F.lit(100.0) - F.lit(100.0) / (F.lit(1.0) + gains / losses)
     return (
-        F.when(changes < n, F.lit(None).cast("double"))
+        F.when(row < n + 1, F.lit(None).cast("double"))
         .when(downs == 0, F.when(ups == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
         .otherwise(rsi)
     )

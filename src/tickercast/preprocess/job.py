@@ -122,14 +122,42 @@ def run_job(
     return result
 
 
-def _read_lines(spark: SparkSession, files: list[io.InputFile], kind: str) -> DataFrame:
+def _read_rows(spark: SparkSession, files: list[io.InputFile], kind: str) -> tuple[DataFrame, DataFrame]:
+    """Read every raw CSV of a kind in one distributed read, plus each file's first line.
+
+    Spark's CSV reader splits the fields (RFC 4180 quotes, whitespace trimmed, empty -> null) into
+    ``N_FIELDS`` string columns; the first lines are read by tasks on the executors, a few bytes
+    per file. :func:`tickercast.preprocess.validate.parse_rows` maps the fields by each file's header.
+
+    Returns:
+        ``(rows, headers)``: ``source_file, c0 .. c{N-1}`` and ``source_file, header_fields``.
+
+    """
     from pyspark.sql import functions as F
 
+    from tickercast.preprocess.validate import N_FIELDS, SOURCE_FILE, first_lines
+
+    ddl = ", ".join(f"c{i} STRING" for i in range(N_FIELDS))
+    header_ddl = f"{SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
     paths = [str(f.path) for f in files if f.kind == kind]
     if not paths:
-        return spark.createDataFrame([], "source_file string, value string")
-    name = F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)$", 1)
-    return spark.read.text(paths).select(F.concat(F.lit(f"{kind}/"), name).alias("source_file"), "value")
+        return spark.createDataFrame([], f"{SOURCE_FILE} STRING, {ddl}"), spark.createDataFrame(
+            [], header_ddl
+        )
+    frame = (
+        spark.read.schema(ddl)
+        .options(header=False, escape='"', ignoreLeadingWhiteSpace=True, ignoreTrailingWhiteSpace=True)
+        .csv(paths)
+    )
+    name = F.substring_index(F.col("_metadata.file_path"), "/", -1)
+    rows = frame.select(
+        F.concat(F.lit(f"{kind}/"), name).alias(SOURCE_FILE), *[f"c{i}" for i in range(N_FIELDS)]
+    )
+    slices = max(1, min(len(paths), 4 * spark.sparkContext.defaultParallelism))
+    firsts = spark.sparkContext.parallelize(paths, slices).map(
+        lambda path: (f"{kind}/{path.rsplit('/', 1)[-1]}", first_lines(path))
+    )
+    return rows, spark.createDataFrame(firsts, header_ddl)
 
 
 def _validated(
@@ -141,12 +169,13 @@ def _validated(
     from tickercast.preprocess import validate as v
 
     def classified(kind: str, checker, keys, values) -> DataFrame:
-        checked = checker(v.parse_lines(_read_lines(spark, inputs, kind), kind))
+        checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind), kind))
         resolved = v.resolve_duplicates(checked, keys, values)
         # Only rejected rows need their raw text; dropping it keeps the cached rows small.
         keep_record = F.col(v.STATUS).isin("bad", "bad_file", "superseded")
         resolved = resolved.withColumn(v.RECORD, F.when(keep_record, F.col(v.RECORD)))
-        cached.append(resolved.persist(StorageLevel.MEMORY_AND_DISK))
+        # On disk, not in the heap: the driver's memory must not grow with the input.
+        cached.append(resolved.persist(StorageLevel.DISK_ONLY))
         return cached[-1]
 
     price_values = [schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME]

@@ -3,7 +3,7 @@
 Pure DataFrame -> DataFrame functions; the job reads the files and writes the results. Every raw
 kind goes through the same three steps:
 
-1. :func:`parse_lines` maps each data line onto the contract's columns using its own file's header
+1. :func:`parse_rows` maps each data line onto the contract's columns using its own file's header
    (files may order or extend their columns differently) and flags files whose header lacks
    required columns;
 2. ``check_<kind>`` parses dates and numbers and sets ``reason`` on the first rule a row breaks;
@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from tickercast import schema
 from tickercast.preprocess import spec
 
-N_FIELDS = 24  # the most columns a raw line may carry; more are cut off by the CSV parser
+N_FIELDS = 24  # the most columns a raw line may carry; the CSV reader drops any beyond
 SOURCE_FILE = "source_file"
 RECORD = "record"
 REASON = "reason"
@@ -50,74 +50,87 @@ USED_COLUMNS = {
 _INF = float("inf")
 
 
-def parse_lines(lines: DataFrame, kind: str) -> DataFrame:
-    """Split raw CSV lines into the contract's columns, using each file's own header.
+def _field(position: Column) -> Column:
+    """Return the CSV field at a 1-based position (null when the position is 0 or null)."""
+    out = F.when(position == 1, F.col("c0"))
+    for i in range(1, N_FIELDS):
+        out = out.when(position == i + 1, F.col(f"c{i}"))
+    return out
 
-    A line counts as a header when at least two of its fields are column names of this kind; each
-    file's header decides where each column is. Blank lines and header lines are dropped.
+
+def _last_present(columns: Sequence[Column]) -> Column:
+    """Return the 1-based position of the last non-null column, null when all are null."""
+    return F.greatest(*[F.when(c.isNotNull(), F.lit(i + 1)) for i, c in enumerate(columns)])
+
+
+def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
+    """Map CSV rows onto the contract's columns, using each file's own header.
+
+    A file's header is its first line when at least two of its fields are column names of this
+    kind; without one every row of the file lacks every required column. Lines equal to the header
+    (the first line, or a repeat of it further down) are dropped. Per-row work is plain comparisons
+    (no lambdas, small generated code); everything that looks inside a header runs on the small
+    table of one header per file.
 
     Args:
-        lines: Columns ``source_file`` and ``value`` (one raw line per row).
+        rows: ``source_file`` plus the fields ``c0 .. c{N_FIELDS-1}`` of every line (trimmed,
+            empty -> null), as Spark's CSV reader returns them.
+        headers: ``source_file, header_fields`` (the first line's fields) for each file.
         kind: The raw kind (``prices``, ``indices``, ``news``, ``sentiment``).
 
     Returns:
-        One row per data line: ``source_file``, ``record`` (the raw line), one string column per
-        entry of ``USED_COLUMNS[kind]`` (trimmed, empty -> null), ``missing_columns`` (required
-        columns the file's header lacks, empty when complete), ``header`` (the header as text, or
-        null when the file has none) and ``extra_fields`` (true when the line has more fields
-        than its header).
+        One row per data line: ``source_file``, ``record`` (the line as text), one string column per
+        entry of ``USED_COLUMNS[kind]``, ``missing_columns`` (required columns the file's header
+        lacks, empty when complete), ``header`` (the header as text, or null when the file has none)
+        and ``extra_fields`` (true when the line has more fields than its header).
 
     """
+    fields = F.col("header_fields")
     known = F.array(*[F.lit(c) for c in KNOWN_COLUMNS[kind]])
-    value = F.col("value")
-    text = F.when(F.substring(value, 1, 1) == "\ufeff", F.expr("substring(value, 2)")).otherwise(value)
-    # Header detection looks at the raw text (cheap), so the CSV parser runs once per line.
-    naive_fields = F.transform(F.split(F.regexp_replace(text, '"', ""), ","), lambda x: F.trim(x))
-    is_header = F.size(F.array_intersect(naive_fields, known)) >= 2
-    lines = lines.where(F.trim(value) != "").withColumn("_is_header", is_header)
-
-    def split_fields(frame: DataFrame) -> DataFrame:
-        # Lines without quotes (all price and index files in practice) are split on commas, which is
-        # far cheaper than the CSV parser; quoted lines go through the parser (RFC 4180 quotes).
-        quoted = F.instr(text, '"') > 0
-        csv_schema = ", ".join(f"c{i} STRING" for i in range(N_FIELDS))
-        parsed = F.from_csv(text, csv_schema, {"escape": '"', "mode": "PERMISSIVE"})
-        staged = frame.select(
-            SOURCE_FILE,
-            value.alias(RECORD),
-            F.when(quoted, parsed).alias("_p"),
-            F.when(~quoted, F.split(text, ",")).alias("_s"),
-        )
-        from_parser = F.array(*[F.col(f"_p.c{i}") for i in range(N_FIELDS)])
-        return staged.select(SOURCE_FILE, RECORD, F.coalesce(F.col("_s"), from_parser).alias("fields"))
-
-    def cell(position: Column) -> Column:
-        return F.nullif(F.trim(F.try_element_at("fields", position)), F.lit(""))
-
-    headers = (
-        split_fields(lines.where("_is_header"))
-        .select(SOURCE_FILE, F.transform("fields", lambda x: F.trim(x)).alias("fields"))
-        .groupBy(SOURCE_FILE)
-        .agg(F.min(F.filter("fields", lambda x: x.isNotNull() & (x != ""))).alias("header_fields"))
-    )
-    data = split_fields(lines.where(~F.col("_is_header"))).join(F.broadcast(headers), SOURCE_FILE, "left")
-    header = F.coalesce(F.col("header_fields"), F.array().cast("array<string>"))
     required = F.array(*[F.lit(c) for c in schema.REQUIRED_COLUMNS[kind]])
-    columns = []
-    for name in USED_COLUMNS[kind]:
-        position = F.array_position(header, name).cast("int")
-        columns.append(F.when(position > 0, cell(position)).alias(name))
-    extra = F.exists(
-        F.slice("fields", F.size(header) + 1, N_FIELDS), lambda x: x.isNotNull() & (F.trim(x) != "")
+    header_table = headers.where(F.size(F.array_intersect(fields, known)) >= 2).select(
+        SOURCE_FILE,
+        fields[0].alias("_h0"),
+        fields[1].alias("_h1"),
+        F.size(fields).alias("_width"),
+        F.array_join(fields, ",").alias("header"),
+        F.array_except(required, fields).alias("missing_columns"),
+        *[F.array_position(fields, name).cast("int").alias(f"_pos_{name}") for name in USED_COLUMNS[kind]],
     )
+    joined = rows.join(F.broadcast(header_table), SOURCE_FILE, "left")
+    c0 = F.col("c0")
+    first = F.when(c0.startswith("\ufeff"), F.substring(c0, 2, 1 << 20)).otherwise(c0)
+    is_header = first.eqNullSafe(F.col("_h0")) & F.col("c1").eqNullSafe(F.col("_h1"))
+    data = joined.where(~is_header)
+    width = F.coalesce(F.col("_width"), F.lit(0))
+    cells = [F.col(f"c{i}") for i in range(N_FIELDS)]
+    shown = F.greatest(width, F.coalesce(_last_present(cells), F.lit(0)))
+    record = F.concat_ws(
+        ",", *[F.when(F.lit(i) < shown, F.coalesce(c, F.lit(""))) for i, c in enumerate(cells)]
+    )
+    extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull()
     return data.select(
         SOURCE_FILE,
-        RECORD,
-        *columns,
-        F.array_except(required, header).alias("missing_columns"),
-        F.array_join("header_fields", ",").alias("header"),
+        record.alias(RECORD),
+        *[_field(F.col(f"_pos_{name}")).alias(name) for name in USED_COLUMNS[kind]],
+        F.coalesce(F.col("missing_columns"), required).alias("missing_columns"),
+        "header",
         extra.alias("extra_fields"),
     )
+
+
+def first_lines(path: str) -> list[str]:
+    """Return the fields of a CSV file's first non-blank line (a BOM dropped, whitespace trimmed).
+
+    Runs on the executors, one task per group of files: the driver never opens a raw file.
+    """
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        for line in handle:
+            if line.strip():
+                return [field.strip() for field in next(csv.reader([line]))]
+    return []
 
 
 def _number(name: str) -> Column:
@@ -209,7 +222,7 @@ def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
     """Validate price rows.
 
     Args:
-        parsed: Output of :func:`parse_lines` for ``prices``.
+        parsed: Output of :func:`parse_rows` for ``prices``.
         today: Rows dated after this day (the exchange's local date) are ``future date``.
 
     Returns:
@@ -240,7 +253,7 @@ def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
     """Validate market index rows: ``Close`` is required; other price fields are checked when present.
 
     Args:
-        parsed: Output of :func:`parse_lines` for ``indices``.
+        parsed: Output of :func:`parse_rows` for ``indices``.
         today: Rows dated after this day are ``future date``.
 
     Returns:
@@ -266,7 +279,7 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
     """Validate news rows and work out the trading day each headline may first count for.
 
     Args:
-        parsed: Output of :func:`parse_lines` for ``news``.
+        parsed: Output of :func:`parse_rows` for ``news``.
         now: Headlines published after this instant (timezone-aware) are ``future date``.
 
     Returns:
@@ -307,7 +320,7 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
     """Validate raw sentiment scores (``Date, Symbol, sentiment`` in [-1, 1]).
 
     Args:
-        parsed: Output of :func:`parse_lines` for ``sentiment``.
+        parsed: Output of :func:`parse_rows` for ``sentiment``.
         today: Rows dated after this day are ``future date``.
 
     Returns:
@@ -335,25 +348,41 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
     """Resolve rows that share a key: exact duplicates are dropped, conflicting ones superseded.
 
     Among the valid rows with the same key, the row from the file that sorts last by name wins
-    (ties within one file: the greatest raw line, so the choice never depends on read order).
-    Losers with the winner's values become ``duplicate``; losers with other values become
-    ``superseded`` with that reason.
+    (ties within one file: the greatest values, then the greatest raw line, so the choice never
+    depends on read order). Losers with the winner's values become ``duplicate``; losers with other
+    values become ``superseded`` with that reason.
+
+    The window is partitioned by the first key only (the symbol) and finds each key's first row by
+    comparing neighbours: a window partition per key would pay Spark's per-partition set-up for
+    every row.
 
     Args:
         checked: Output of a ``check_<kind>`` function.
-        keys: Columns that identify a row, e.g. ``("symbol", "date")``.
+        keys: Columns that identify a row, e.g. ``("symbol", "date")``; the first one partitions.
         values: Columns compared to tell exact from conflicting duplicates.
 
     Returns:
         The same rows and columns, with ``status`` and ``reason`` updated.
 
     """
-    order = Window.partitionBy(*keys, STATUS).orderBy(F.col(SOURCE_FILE).desc(), F.col(RECORD).desc())
-    ranked = checked.withColumns(
-        {"_rank": F.row_number().over(order), "_winner": F.first(F.struct(*values)).over(order)}
-    ).withColumn("_same", F.struct(*values).eqNullSafe(F.col("_winner")))
-    keep = (F.col(STATUS) != VALID) | (F.col("_rank") == 1)
-    status = F.when(keep, F.col(STATUS)).when(F.col("_same"), F.lit(DUPLICATE)).otherwise(F.lit(SUPERSEDED))
-    reason = F.when(keep | F.col("_same"), F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
+    group, rest = keys[0], [*keys[1:], STATUS]
+    order = Window.partitionBy(group).orderBy(
+        *rest,
+        F.col(SOURCE_FILE).desc(),
+        *[F.col(v).desc() for v in values],
+        F.col(RECORD).desc(),
+    )
+    running = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    previous_same = [F.lag(F.col(c)).over(order).eqNullSafe(F.col(c)) for c in rest]
+    same_key_as_previous = previous_same[0]
+    for condition in previous_same[1:]:
+        same_key_as_previous = same_key_as_previous & condition
+    row = F.struct(*values)
+    ranked = checked.withColumn("_first", ~F.coalesce(same_key_as_previous, F.lit(False)))
+    ranked = ranked.withColumn("_winner", F.last(F.when(F.col("_first"), row), True).over(running))
+    same = row.eqNullSafe(F.col("_winner"))
+    keep = (F.col(STATUS) != VALID) | F.col("_first")
+    status = F.when(keep, F.col(STATUS)).when(same, F.lit(DUPLICATE)).otherwise(F.lit(SUPERSEDED))
+    reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
     columns = [c for c in checked.columns if c not in (STATUS, REASON)]
     return ranked.select(*columns, reason.alias(REASON), status.alias(STATUS))
