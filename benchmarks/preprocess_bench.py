@@ -95,6 +95,7 @@ def run_scan(data: Path, master: str, driver_memory: str, partitions: int) -> di
         },
     )
     spark, _ = get_session(settings.spark, extra_conf={"spark.ui.enabled": "false"})
+    jvms = _children(os.getpid())
     inputs = io.list_inputs(data)
     frames = [job._read_rows(spark, inputs, kind)[0] for kind in ("prices", "indices", "news", "sentiment")]
     started = time.perf_counter()
@@ -102,8 +103,9 @@ def run_scan(data: Path, master: str, driver_memory: str, partitions: int) -> di
         frame.write.format("noop").mode("overwrite").save()
     wall = time.perf_counter() - started
     rows = sum(frame.count() for frame in frames)
+    rss = _peak_rss_kib(os.getpid()) + sum(_peak_rss_kib(p) for p in jvms)
     spark.stop()
-    return {"wall_s": wall, "input_rows": rows, "peak_rss_mib": _peak_rss_kib(os.getpid()) / 1024}
+    return {"wall_s": wall, "input_rows": rows, "peak_rss_mib": rss / 1024}
 
 
 def run_pandas(data: Path) -> dict:

@@ -125,39 +125,43 @@ def run_job(
 def _read_rows(spark: SparkSession, files: list[io.InputFile], kind: str) -> tuple[DataFrame, DataFrame]:
     """Read every raw CSV of a kind in one distributed read, plus each file's first line.
 
-    Spark's CSV reader splits the fields (RFC 4180 quotes, whitespace trimmed, empty -> null) into
-    ``N_FIELDS`` string columns; the first lines are read by tasks on the executors, a few bytes
-    per file. :func:`tickercast.preprocess.validate.parse_rows` maps the fields by each file's header.
+    Tasks on the executors read each file's first line (a few bytes per file; the driver collects
+    one short row per file, as it already lists them). Spark's CSV reader then splits every line
+    (RFC 4180 quotes, whitespace trimmed, empty -> null) into as many string columns as the widest
+    first line has, plus one to notice lines with more fields than their header (at most
+    ``N_FIELDS``). :func:`tickercast.preprocess.validate.parse_rows` maps them by each file's header.
 
     Returns:
-        ``(rows, headers)``: ``source_file, c0 .. c{N-1}`` and ``source_file, header_fields``.
+        ``(rows, headers)``: ``source_file, c0 .. c{n-1}`` and ``source_file, header_fields``.
 
     """
     from pyspark.sql import functions as F
 
     from tickercast.preprocess.validate import N_FIELDS, SOURCE_FILE, first_lines
 
-    ddl = ", ".join(f"c{i} STRING" for i in range(N_FIELDS))
     header_ddl = f"{SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
     paths = [str(f.path) for f in files if f.kind == kind]
+    slices = max(1, min(len(paths), 4 * spark.sparkContext.defaultParallelism))
+    firsts = (
+        spark.sparkContext.parallelize(paths, slices)
+        .map(lambda path: (f"{kind}/{path.rsplit('/', 1)[-1]}", first_lines(path)))
+        .collect()
+        if paths
+        else []
+    )
+    width = min(N_FIELDS, max((len(fields) for _, fields in firsts), default=1) + 1)
+    ddl = ", ".join(f"c{i} STRING" for i in range(width))
+    headers = spark.createDataFrame(firsts, header_ddl)
     if not paths:
-        return spark.createDataFrame([], f"{SOURCE_FILE} STRING, {ddl}"), spark.createDataFrame(
-            [], header_ddl
-        )
+        return spark.createDataFrame([], f"{SOURCE_FILE} STRING, {ddl}"), headers
     frame = (
         spark.read.schema(ddl)
         .options(header=False, escape='"', ignoreLeadingWhiteSpace=True, ignoreTrailingWhiteSpace=True)
         .csv(paths)
     )
     name = F.substring_index(F.col("_metadata.file_path"), "/", -1)
-    rows = frame.select(
-        F.concat(F.lit(f"{kind}/"), name).alias(SOURCE_FILE), *[f"c{i}" for i in range(N_FIELDS)]
-    )
-    slices = max(1, min(len(paths), 4 * spark.sparkContext.defaultParallelism))
-    firsts = spark.sparkContext.parallelize(paths, slices).map(
-        lambda path: (f"{kind}/{path.rsplit('/', 1)[-1]}", first_lines(path))
-    )
-    return rows, spark.createDataFrame(firsts, header_ddl)
+    rows = frame.select(F.concat(F.lit(f"{kind}/"), name).alias(SOURCE_FILE), *frame.columns)
+    return rows, headers
 
 
 def _validated(
@@ -170,10 +174,15 @@ def _validated(
 
     def classified(kind: str, checker, keys, values) -> DataFrame:
         checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind), kind))
+        # Only rejected rows keep their text, so the duplicate shuffle and the cache stay small; a
+        # superseded row (a valid row that lost) is written out from its values instead.
+        checked = checked.withColumn(v.RECORD, F.when(F.col(v.STATUS) != v.VALID, F.col(v.RECORD)))
         resolved = v.resolve_duplicates(checked, keys, values)
-        # Only rejected rows need their raw text; dropping it keeps the cached rows small.
-        keep_record = F.col(v.STATUS).isin("bad", "bad_file", "superseded")
-        resolved = resolved.withColumn(v.RECORD, F.when(keep_record, F.col(v.RECORD)))
+        if not set(values) <= set(keys):  # news: the values are part of the key, nothing supersedes
+            # Every kind that can be superseded is keyed by (symbol, date).
+            superseded = F.col(v.STATUS) == v.SUPERSEDED
+            rendered = v.row_text([schema.DATE, schema.SYMBOL, *values])
+            resolved = resolved.withColumn(v.RECORD, F.when(superseded, rendered).otherwise(F.col(v.RECORD)))
         # On disk, not in the heap: the driver's memory must not grow with the input.
         cached.append(resolved.persist(StorageLevel.DISK_ONLY))
         return cached[-1]

@@ -17,6 +17,7 @@ file lacks columns), ``duplicate`` (dropped silently) or ``superseded``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
@@ -50,11 +51,11 @@ USED_COLUMNS = {
 _INF = float("inf")
 
 
-def _field(position: Column) -> Column:
+def _field(position: Column, cells: Sequence[Column]) -> Column:
     """Return the CSV field at a 1-based position (null when the position is 0 or null)."""
-    out = F.when(position == 1, F.col("c0"))
-    for i in range(1, N_FIELDS):
-        out = out.when(position == i + 1, F.col(f"c{i}"))
+    out = F.when(position == 1, cells[0])
+    for i, cell in enumerate(cells[1:], start=2):
+        out = out.when(position == i, cell)
     return out
 
 
@@ -73,8 +74,8 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
     table of one header per file.
 
     Args:
-        rows: ``source_file`` plus the fields ``c0 .. c{N_FIELDS-1}`` of every line (trimmed,
-            empty -> null), as Spark's CSV reader returns them.
+        rows: ``source_file`` plus the fields ``c0 .. c{n-1}`` of every line (trimmed, empty ->
+            null, ``n`` at most ``N_FIELDS``), as Spark's CSV reader returns them.
         headers: ``source_file, header_fields`` (the first line's fields) for each file.
         kind: The raw kind (``prices``, ``indices``, ``news``, ``sentiment``).
 
@@ -103,7 +104,7 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
     is_header = first.eqNullSafe(F.col("_h0")) & F.col("c1").eqNullSafe(F.col("_h1"))
     data = joined.where(~is_header)
     width = F.coalesce(F.col("_width"), F.lit(0))
-    cells = [F.col(f"c{i}") for i in range(N_FIELDS)]
+    cells = [F.col(c) for c in rows.columns if re.fullmatch(r"c[0-9]+", c)]
     shown = F.greatest(width, F.coalesce(_last_present(cells), F.lit(0)))
     record = F.concat_ws(
         ",", *[F.when(F.lit(i) < shown, F.coalesce(c, F.lit(""))) for i, c in enumerate(cells)]
@@ -112,7 +113,7 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
     return data.select(
         SOURCE_FILE,
         record.alias(RECORD),
-        *[_field(F.col(f"_pos_{name}")).alias(name) for name in USED_COLUMNS[kind]],
+        *[_field(F.col(f"_pos_{name}"), cells).alias(name) for name in USED_COLUMNS[kind]],
         F.coalesce(F.col("missing_columns"), required).alias("missing_columns"),
         "header",
         extra.alias("extra_fields"),
@@ -344,13 +345,23 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
     return _finish(staged, reason, typed)
 
 
+def row_text(columns: Sequence[str]) -> Column:
+    """Write a row's values as a CSV line, whole numbers without ``.0``.
+
+    This is the ``record`` of a row whose raw line was not kept, e.g.
+    ``2024-01-03,GOOD,10,11,9,10.2,100``.
+    """
+    parts = [F.regexp_replace(F.col(c).cast("string"), r"\.0$", "") for c in columns]
+    return F.concat_ws(",", *[F.coalesce(p, F.lit("")) for p in parts])
+
+
 def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence[str]) -> DataFrame:
     """Resolve rows that share a key: exact duplicates are dropped, conflicting ones superseded.
 
     Among the valid rows with the same key, the row from the file that sorts last by name wins
-    (ties within one file: the greatest values, then the greatest raw line, so the choice never
-    depends on read order). Losers with the winner's values become ``duplicate``; losers with other
-    values become ``superseded`` with that reason.
+    (ties within one file: the greatest values, so the choice never depends on read order; rows
+    that tie on those too differ at most in their raw text). Losers with the winner's values
+    become ``duplicate``; losers with other values become ``superseded`` with that reason.
 
     The window is partitioned by the first key only (the symbol) and finds each key's first row by
     comparing neighbours: a window partition per key would pay Spark's per-partition set-up for
@@ -370,7 +381,6 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
         *rest,
         F.col(SOURCE_FILE).desc(),
         *[F.col(v).desc() for v in values],
-        F.col(RECORD).desc(),
     )
     running = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     previous_same = [F.lag(F.col(c)).over(order).eqNullSafe(F.col(c)) for c in rest]
