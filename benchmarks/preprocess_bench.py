@@ -52,10 +52,9 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def run_spark(data: Path, master: str, driver_memory: str, partitions: int) -> dict:
-    """Run the job once in this process and report time after session start and peak driver RSS."""
+def _start_spark(data: Path, master: str, driver_memory: str, partitions: int):
+    """Build the job's settings and session; return them with the JVM's process ids."""
     from tickercast.config import load_settings
-    from tickercast.preprocess.job import run_job
     from tickercast.preprocess.session import get_session
 
     settings = load_settings(
@@ -66,7 +65,14 @@ def run_spark(data: Path, master: str, driver_memory: str, partitions: int) -> d
         },
     )
     spark, _ = get_session(settings.spark, extra_conf={"spark.ui.enabled": "false"})
-    jvms = _children(os.getpid())
+    return settings, spark, _children(os.getpid())
+
+
+def run_spark(data: Path, master: str, driver_memory: str, partitions: int) -> dict:
+    """Run the job once in this process and report time after session start and peak driver RSS."""
+    from tickercast.preprocess.job import run_job
+
+    settings, spark, jvms = _start_spark(data, master, driver_memory, partitions)
     started = time.perf_counter()
     result = run_job(settings, full=True)
     wall = time.perf_counter() - started
@@ -83,19 +89,9 @@ def run_spark(data: Path, master: str, driver_memory: str, partitions: int) -> d
 
 def run_scan(data: Path, master: str, driver_memory: str, partitions: int) -> dict:
     """Time Spark reading every raw CSV with the job's reader and nothing else: the job's floor."""
-    from tickercast.config import load_settings
     from tickercast.preprocess import io, job
-    from tickercast.preprocess.session import get_session
 
-    settings = load_settings(
-        None,
-        {
-            "data_root": data,
-            "spark": {"master": master, "driver_memory": driver_memory, "shuffle_partitions": partitions},
-        },
-    )
-    spark, _ = get_session(settings.spark, extra_conf={"spark.ui.enabled": "false"})
-    jvms = _children(os.getpid())
+    _, spark, jvms = _start_spark(data, master, driver_memory, partitions)
     inputs = io.list_inputs(data)
     frames = [job._read_rows(spark, inputs, kind)[0] for kind in ("prices", "indices", "news", "sentiment")]
     started = time.perf_counter()
