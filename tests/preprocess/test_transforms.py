@@ -106,3 +106,17 @@ def test_swap_replaces_a_file_atomically(tmp_path: Path) -> None:
     io.swap_into_place(staged, target)
     assert target.read_text() == "new"
     assert staged.read_text() == "old"
+
+
+def test_first_lines_skips_blank_lines_and_a_bom_and_survives_bad_bytes(tmp_path: Path) -> None:
+    from tickercast.preprocess.validate import first_lines
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b'\xef\xbb\xbf\n  \nDate, Symbol ,"Close"\n2024-01-02,A,1\n')
+    assert first_lines(str(bom)) == ["Date", "Symbol", "Close"]
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(b"Dat\xe9,Symbol\n")
+    assert first_lines(str(latin1)) == ["Dat\ufffd", "Symbol"]
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert first_lines(str(empty)) == []

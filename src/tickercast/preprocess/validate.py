@@ -123,14 +123,16 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
 def first_lines(path: str) -> list[str]:
     """Return the fields of a CSV file's first non-blank line (a BOM dropped, whitespace trimmed).
 
-    Runs on the executors, one task per group of files: the driver never opens a raw file.
+    Runs on the executors, one task per group of files: the driver never opens a raw file. Bytes
+    that are not UTF-8 become U+FFFD, as in Spark's own reader, so such a header simply does not
+    match and the file is quarantined for its missing columns.
     """
     import csv
 
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         for line in handle:
             if line.strip():
-                return [field.strip() for field in next(csv.reader([line]))]
+                return [field.strip() for field in next(csv.reader([line.lstrip("\ufeff")]))]
     return []
 
 
