@@ -370,10 +370,7 @@ def _observations(news: DataFrame, sentiment: DataFrame) -> DataFrame:
     from tickercast.preprocess import features
 
     # Score each distinct headline once: feeds repeat headlines across symbols and days.
-    # The distinct headlines are few bytes, so adaptive execution would pack them into two or three
-    # partitions; the scorer is the expensive part, so spread it over a few tasks per core.
-    tasks = 4 * news.sparkSession.sparkContext.defaultParallelism
-    distinct = news.select("headline").distinct().repartition(tasks)
+    distinct = news.select("headline").distinct()
     scores = distinct.select("headline", features.headline_scores(F.col("headline")).alias("score"))
     scored = news.join(scores, "headline").select(schema.SYMBOL, "effective_date", "score")
     raw = sentiment.select(schema.SYMBOL, F.col(schema.DATE).alias("effective_date"), "score")
