@@ -153,11 +153,11 @@ def window_features(rows: DataFrame) -> DataFrame:
 
     Spark recomputes a sliding frame from scratch for every row, so a 200-row mean would cost 200
     additions per row. Instead each moving sum adds up short block sums (``_block``: 10 rows for
-    20 and 50, 7 for RSI's 14; the 200-row sum adds four 50-row sums) read back with ``lag``: a
-    fixed expression over exactly the
-    window's rows, so a value never depends on where the computation started (an incremental run
-    recomputing a tail gets the same bits as a full run), at a cost of a few operations per row.
-    Row counts come from ``row_number``; sentiment is carried with running (unbounded) frames.
+    20 and 50, 7 for RSI's 14; the 200-row sum adds four 50-row sums) read back with ``lag``. That
+    is a fixed expression over exactly the window's rows, so a value never depends on where the
+    computation started (an incremental run recomputing a tail gets the same bits as a full run),
+    at a cost of a few operations per row. Row counts come from ``row_number``; sentiment is
+    carried with running (unbounded) frames.
 
     Args:
         rows: ``symbol, date, open, high, low, close, volume, time_idx, sentiment_mean, news_count``
