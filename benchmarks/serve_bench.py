@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 
+from tickercast.processes import stop_group
+
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
 
@@ -92,13 +94,7 @@ def server(command: list[str], port: int, ready_path: str, timeout: float = 300)
             time.sleep(0.5)
         yield base, process.pid
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process, ((signal.SIGTERM, 30.0), (signal.SIGKILL, None)))
 
 
 # --- load generator --------------------------------------------------------------------------------

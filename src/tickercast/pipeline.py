@@ -44,6 +44,7 @@ from tickercast import schema
 from tickercast.config import Settings
 from tickercast.console import console, summary
 from tickercast.errors import UserError
+from tickercast.processes import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -307,14 +308,7 @@ def run_cli(ctx: Context, stage: str, args: list[str], on_line: Callable[[str], 
 
 def _stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
     """Interrupt a stage's process group as Ctrl-C would, then terminate what is left."""
-    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_group(process, ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)))
 
 
 def _reap_group(pgid: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tickercast.processes import stop_group
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.distributed]
 
@@ -36,16 +37,6 @@ def _free_port() -> int:
 def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     handle = log.open("w")
     return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def _wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 180) -> None:
@@ -103,7 +94,7 @@ def standalone_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         yield url, env
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_group(process)
 
 
 def test_spark_submit_on_a_standalone_cluster_matches_local_mode(

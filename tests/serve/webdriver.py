@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from tickercast.processes import stop_group
+
 ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"
 PACKAGES = ("chromium", "chromium-driver")
 CHROMIUM_FLAGS = (
@@ -226,14 +228,7 @@ def headless_chromium(profile_dir: Path, width: int = 1440, height: int = 1000) 
 
 def _stop_group(process: subprocess.Popen) -> None:
     """Stop chromedriver and every browser process it started (its process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_group(process, ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the browser's own processes leave shortly after
         try:
