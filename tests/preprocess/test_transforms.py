@@ -32,26 +32,43 @@ def test_trading_calendar_numbers_dates_densely(spark) -> None:
 def test_observations_count_for_the_next_trading_row(spark) -> None:
     from pyspark.testing import assertDataFrameEqual
 
-    from tickercast.preprocess.features import daily_sentiment
+    from tickercast.preprocess.features import daily_sentiment, trading_calendar
 
-    keys = spark.createDataFrame(
-        [("A", D(2024, 1, 5)), ("A", D(2024, 1, 8)), ("B", D(2024, 1, 5))], "symbol string, date date"
+    prices = spark.createDataFrame(
+        [
+            ("A", D(2024, 1, 4)),
+            ("A", D(2024, 1, 5)),
+            ("A", D(2024, 1, 8)),
+            ("A", D(2024, 1, 9)),
+            ("B", D(2024, 1, 5)),
+            ("B", D(2024, 1, 9)),  # no row on Monday the 8th: a gap
+        ],
+        "symbol string, date date",
     )
     observations = spark.createDataFrame(
         [
             ("A", D(2024, 1, 5), 0.5),  # same day
             ("A", D(2024, 1, 6), -0.25),  # Saturday -> Monday
             ("A", D(2024, 1, 7), 0.75),  # Sunday -> Monday
-            ("A", D(2024, 1, 9), 1.0),  # after the last row: waits
+            ("A", D(2024, 1, 10), 1.0),  # after the last row: waits
             ("B", D(2024, 1, 4), -1.0),  # before B's first row -> its first row
+            ("B", D(2024, 1, 3), 0.25),  # before any trading date -> B's first row
+            ("B", D(2024, 1, 6), 0.5),  # Saturday -> Monday, a gap for B -> Tuesday
+            ("C", D(2024, 1, 5), 0.5),  # no prices for C: never counts
         ],
         "symbol string, effective_date date, score double",
     )
     expected = spark.createDataFrame(
-        [("A", D(2024, 1, 5), 0.5, 1), ("A", D(2024, 1, 8), 0.25, 2), ("B", D(2024, 1, 5), -1.0, 1)],
+        [
+            ("A", D(2024, 1, 5), 0.5, 1),
+            ("A", D(2024, 1, 8), 0.25, 2),
+            ("B", D(2024, 1, 5), -0.375, 2),
+            ("B", D(2024, 1, 9), 0.5, 1),
+        ],
         "symbol string, date date, sentiment_mean double, news_count long",
     )
-    assertDataFrameEqual(daily_sentiment(keys, observations), expected)
+    calendar = trading_calendar(prices)
+    assertDataFrameEqual(daily_sentiment(prices, calendar, observations), expected)
 
 
 @pytest.mark.spark

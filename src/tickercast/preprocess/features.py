@@ -60,45 +60,104 @@ def trading_calendar(prices: DataFrame) -> DataFrame:
     )
 
 
-def daily_sentiment(keys: DataFrame, observations: DataFrame) -> DataFrame:
+# Scores are in [-1, 1]: 18 decimals keep every digit that matters, and the sum never overflows.
+_EXACT = "decimal(38,18)"
+_SENTIMENT_DDL = "symbol string, date date, sentiment_mean double, news_count long"
+
+
+def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFrame) -> DataFrame:
     """Aggregate sentiment observations per symbol and trading date, as of the close.
 
     Each observation counts for its symbol's first trading row dated on or after its effective
     date (news after 16:00 New York time or on a non-trading day moves to the next trading date).
     Observations after a symbol's last row wait for a later run.
 
+    The observations never meet the 10M price rows in a sort: the small broadcast calendar moves
+    each one to the next trading date of the market, and only where the symbol has no row that day
+    (before its first row, or inside a gap in its history) does a small per-symbol table of those
+    spans move it further, to the symbol's next row.
+
     Args:
-        keys: ``symbol, date`` of the valid price rows.
+        prices: Valid price rows (``symbol, date``), one per symbol and date.
+        calendar: Output of :func:`trading_calendar`.
         observations: ``symbol, effective_date, score``.
 
     Returns:
-        ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations. The
-        mean adds the scores in sorted order, so it does not depend on how rows were partitioned.
+        ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations,
+        partitioned by symbol like ``prices`` from the shuffle that de-duplicated them. The mean
+        adds the scores in sorted order, so it does not depend on how rows were partitioned.
 
     """
-    rows = keys.select(
-        schema.SYMBOL, schema.DATE, F.lit(1).alias("is_row"), F.lit(None).cast("double").alias("score")
-    )
-    obs = observations.select(
-        schema.SYMBOL, F.col("effective_date").alias(schema.DATE), F.lit(0).alias("is_row"), "score"
-    )
-    # Walk each symbol backwards in time: the last trading row seen so far is the first one on or
-    # after the observation (a running frame, linear; a "following" frame would be quadratic).
-    backwards = (
-        Window.partitionBy(schema.SYMBOL)
-        .orderBy(F.col(schema.DATE).desc(), F.col("is_row").desc())
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    )
-    next_row = F.last(F.when(F.col("is_row") == 1, F.col(schema.DATE)), True).over(backwards)
+    first_day = calendar.agg(F.min(schema.DATE)).first()[0]  # one value
+    if first_day is None:
+        return observations.sparkSession.createDataFrame([], _SENTIMENT_DDL)
+    spans = _symbol_spans(prices, calendar)
+    at_or_after = _next_trading_index(calendar, first_day)
+    # Anything before the first trading date counts for the first one.
+    day = F.greatest(F.col("effective_date"), F.lit(first_day))
+    market_idx = F.greatest("_next_idx", "_first_idx")
+    # Inside a gap in the symbol's history: the row that ends the gap.
+    gap_end = F.get(F.filter("_gaps", lambda g: (g["_prev"] < market_idx) & (market_idx < g["_idx"])), 0)
     assigned = (
-        rows.unionByName(obs)
-        .withColumn("trading_date", next_row)
-        .where((F.col("is_row") == 0) & F.col("trading_date").isNotNull())
+        observations.join(F.broadcast(at_or_after), day == F.col("_day"))
+        .join(F.broadcast(spans), schema.SYMBOL)  # a row per symbol
+        .where(F.col("_next_idx") <= F.col("_last_idx"))
+        .select(schema.SYMBOL, F.coalesce(gap_end["_idx"], market_idx).alias(schema.TIME_IDX), "score")
     )
-    scores = F.array_sort(F.collect_list("score"))
-    return assigned.groupBy(schema.SYMBOL, F.col("trading_date").alias(schema.DATE)).agg(
-        (F.aggregate(scores, F.lit(0.0), lambda acc, x: acc + x) / F.size(scores)).alias("sentiment_mean"),
-        F.count("score").cast("long").alias(schema.NEWS_COUNT),
+    dated = assigned.join(F.broadcast(calendar), schema.TIME_IDX)
+    # An exact (decimal) sum does not depend on the order rows arrive in, so the mean is the same
+    # however the rows were partitioned, and the sum can start before the shuffle.
+    total = F.sum(F.col("score").cast(_EXACT)).cast(_EXACT)
+    return (
+        dated.repartition(schema.SYMBOL)
+        .groupBy(schema.SYMBOL, schema.DATE)
+        .agg(total.alias("_total"), F.count("score").cast("long").alias(schema.NEWS_COUNT))
+        .select(
+            schema.SYMBOL,
+            schema.DATE,
+            (F.col("_total") / F.col(schema.NEWS_COUNT)).cast("double").alias("sentiment_mean"),
+            schema.NEWS_COUNT,
+        )
+    )
+
+
+def _next_trading_index(calendar: DataFrame, first_day) -> DataFrame:
+    """Map each calendar day from the first to the last trading date to the next trading ``time_idx``.
+
+    Small: one row per calendar day of the price history.
+    """
+    last_day = calendar.agg(F.max(schema.DATE).alias("_hi"))
+    days = last_day.select(F.explode(F.sequence(F.lit(first_day), "_hi")).alias("_day"))
+    backwards = Window.orderBy(F.col("_day").desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    return days.join(calendar, F.col("_day") == F.col(schema.DATE), "left").select(
+        "_day", F.last(schema.TIME_IDX, True).over(backwards).alias("_next_idx")
+    )
+
+
+def _symbol_spans(prices: DataFrame, calendar: DataFrame) -> DataFrame:
+    """Find each symbol's first and last trading index and the gaps in its history.
+
+    Returns:
+        ``symbol, _first_idx, _last_idx, _gaps``: one row per symbol; ``_gaps`` lists
+        ``(_prev, _idx)`` for each row whose previous row is more than one trading day back.
+
+    """
+    idx = F.col(schema.TIME_IDX)
+    by_symbol = _by_symbol()  # the order the de-duplicated prices already have: no sort
+    prev_idx, next_idx = F.lag(idx).over(by_symbol), F.lead(idx).over(by_symbol)
+    gap = idx - F.col("_prev") > 1
+    return (
+        prices.select(schema.SYMBOL, schema.DATE)
+        .join(F.broadcast(calendar), schema.DATE)
+        .select(schema.SYMBOL, schema.TIME_IDX, prev_idx.alias("_prev"), next_idx.alias("_next"))
+        # Only a symbol's first and last rows and the rows after a gap matter: a small remainder.
+        .where(F.col("_prev").isNull() | F.col("_next").isNull() | gap)
+        .groupBy(schema.SYMBOL)
+        .agg(
+            F.min(idx).alias("_first_idx"),
+            F.max(idx).alias("_last_idx"),
+            F.collect_list(F.when(gap, F.struct(F.col("_prev"), idx.alias("_idx")))).alias("_gaps"),
+        )
     )
 
 

@@ -176,7 +176,13 @@ def _validated(
         checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind), kind))
         # Only rejected rows keep their text, so the duplicate shuffle and the cache stay small; a
         # superseded row (a valid row that lost) is written out from its values instead.
-        checked = checked.withColumn(v.RECORD, F.when(F.col(v.STATUS) != v.VALID, F.col(v.RECORD)))
+        checked = checked.withColumns(
+            {
+                v.RECORD: F.when(F.col(v.STATUS) != v.VALID, F.col(v.RECORD)),
+                # Only a file quarantined as a whole shows its header.
+                "header": F.when(F.col(v.STATUS) == v.BAD_FILE, F.col("header")),
+            }
+        )
         resolved = v.resolve_duplicates(checked, keys, values)
         if not set(values) <= set(keys):  # news: the values are part of the key, nothing supersedes
             # Every kind that can be superseded is keyed by (symbol, date).
@@ -294,7 +300,7 @@ def _run(
     calendar = features.trading_calendar(prices).persist()
     cached.append(calendar)
     observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
-    sentiment = features.daily_sentiment(prices.select(schema.SYMBOL, schema.DATE), observations)
+    sentiment = features.daily_sentiment(prices, calendar, observations)
     market = features.market_table(indices, calendar, index_symbols) if index_symbols else None
 
     previous = io.read_manifest(settings.manifest_path)
@@ -369,10 +375,10 @@ def _observations(news: DataFrame, sentiment: DataFrame) -> DataFrame:
 
     from tickercast.preprocess import features
 
-    # Score each distinct headline once: feeds repeat headlines across symbols and days.
-    distinct = news.select("headline").distinct()
-    scores = distinct.select("headline", features.headline_scores(F.col("headline")).alias("score"))
-    scored = news.join(scores, "headline").select(schema.SYMBOL, "effective_date", "score")
+    # Scored where the rows are (no shuffle): the scorer takes each distinct headline of a batch once.
+    scored = news.select(
+        schema.SYMBOL, "effective_date", features.headline_scores(F.col("headline")).alias("score")
+    )
     raw = sentiment.select(schema.SYMBOL, F.col(schema.DATE).alias("effective_date"), "score")
     return scored.unionByName(raw)
 
@@ -442,16 +448,16 @@ def _content_stats(written: DataFrame) -> dict[str, Any]:
     """Hash the curated content and gather per-symbol and calendar ranges (small aggregates)."""
     from pyspark.sql import functions as F
 
-    cols = [F.col(c) for c in written.columns]
+    row_hash = F.xxhash64(*[F.col(c) for c in written.columns])
     row = written.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.bit_xor(F.xxhash64(*cols)).alias("xor"),
-        F.sum(F.hash(*cols).cast("long")).alias("murmur"),
-        F.sum(F.xxhash64(F.lit("salt"), *cols).cast("decimal(38,0)")).alias("xsum"),
-        F.countDistinct(schema.DATE).alias("dates"),
+        # Two order-free folds of one 64-bit row hash: the content, whatever the partitioning.
+        F.bit_xor(row_hash).alias("xor"),
+        F.sum(row_hash.cast("decimal(38,0)")).alias("xsum"),
         F.min(schema.DATE).alias("first"),
         F.max(schema.DATE).alias("last"),
     ).collect()[0]
+    trading_dates = written.select(schema.DATE).distinct().count()
     per_symbol = written.groupBy(schema.SYMBOL).agg(
         F.min(schema.DATE).alias("first"), F.max(schema.DATE).alias("last"), F.count(F.lit(1)).alias("rows")
     )
@@ -465,7 +471,7 @@ def _content_stats(written: DataFrame) -> dict[str, Any]:
     }
     columns = [[f.name, f.dataType.simpleString()] for f in written.schema.fields]
     data_version = io.content_hash(
-        [schema.SCHEMA_VERSION, columns, row["rows"], row["xor"], row["murmur"], str(row["xsum"])]
+        [schema.SCHEMA_VERSION, columns, row["rows"], row["xor"], str(row["xsum"])]
     )
     return {
         "rows": int(row["rows"]),
@@ -474,7 +480,7 @@ def _content_stats(written: DataFrame) -> dict[str, Any]:
         "calendar": {
             "first_date": row["first"].isoformat() if row["first"] else None,
             "last_date": row["last"].isoformat() if row["last"] else None,
-            "trading_dates": int(row["dates"]),
+            "trading_dates": trading_dates,
         },
         "symbols": dict(sorted(symbols.items())),
     }

@@ -145,7 +145,8 @@ def _number(name: str) -> Column:
 def _raw_date(name: str) -> Column:
     """Parse the calendar date as written: ISO date or yfinance timestamp (the offset is ignored)."""
     text = F.col(name)
-    return F.when(text.rlike(spec.DATE_PATTERN), F.try_to_date(F.substring(text, 1, 10), "yyyy-MM-dd"))
+    # The pattern fixes the shape (yyyy-MM-dd first); the cast then rejects days that do not exist.
+    return F.when(text.rlike(spec.DATE_PATTERN), F.substring(text, 1, 10).try_cast("date"))
 
 
 def _first(conditions: Sequence[tuple[Column, str]]) -> Column:
