@@ -174,37 +174,48 @@ def _sum_name(name: str, n: int) -> str:
     return f"_s{n}_{name}"
 
 
-def _sum_of_blocks(column: str, block: int, count: int) -> Column:
-    """Add ``count`` consecutive ``block``-row sums held in ``column``, newest first."""
+def _sum_of_blocks(column: str, block: int, count: int, offset: int = 0) -> Column:
+    """Add ``count`` consecutive ``block``-row sums held in ``column``, newest first, ``offset`` rows back."""
     base = F.col(column)
-    total = base
-    for k in range(1, count):
-        total = total + F.lag(base, k * block).over(_by_symbol())
+    total: Column | None = None
+    for k in range(count):
+        lag = offset + k * block
+        term = base if lag == 0 else F.lag(base, lag).over(_by_symbol())
+        total = term if total is None else total + term
+    assert total is not None
     return total
 
 
-def _moving_sums(series: dict[str, tuple[Column, Sequence[int]]]) -> tuple[dict, list[dict]]:
-    """Plan the moving sums: block sums, then sums of up to 5 blocks, then sums of those.
+def _moving_sums(series: dict[str, tuple[Column, Sequence[int]]]) -> tuple[dict, dict]:
+    """Plan the moving sums: block sums (sliding frames of at most 10 rows), then sums of lagged blocks.
+
+    A long sum (200 rows) adds its inner sums (four of 50 rows) each written out from the block
+    sums, in the same order of additions as a sum of lagged inner sums: the same bits, one window
+    pass fewer.
 
     Returns:
-        ``(blocks, levels)``: the block-sum columns (sliding frames of at most 10 rows) and the
-        column groups to add in order, each level built from the previous one with ``lag``.
+        ``(blocks, sums)``: the block-sum columns and the moving sums built from them with ``lag``.
 
     """
     blocks: dict[str, Column] = {}
-    short: dict[str, Column] = {}
-    long: dict[str, Column] = {}
+    sums: dict[str, Column] = {}
     for name, (value, windows) in series.items():
         for n in windows:
             block = _block(n)
+            if n // block > 5:
+                block = _block(next(m for m in windows if n % m == 0 and m < n and n // m <= 5))
             frame = _by_symbol().rowsBetween(-(block - 1), Window.currentRow)
+            blocks[_block_name(name, block)] = F.sum(value).over(frame)
             if n // block <= 5:
-                blocks[_block_name(name, block)] = F.sum(value).over(frame)
-                short[_sum_name(name, n)] = _sum_of_blocks(_block_name(name, block), block, n // block)
+                sums[_sum_name(name, n)] = _sum_of_blocks(_block_name(name, block), block, n // block)
                 continue
             inner = next(m for m in windows if n % m == 0 and m < n and n // m <= 5)
-            long[_sum_name(name, n)] = _sum_of_blocks(_sum_name(name, inner), inner, n // inner)
-    return blocks, [short, long]
+            total: Column | None = None
+            for i in range(n // inner):
+                part = _sum_of_blocks(_block_name(name, block), block, inner // block, offset=i * inner)
+                total = part if total is None else total + part
+            sums[_sum_name(name, n)] = total
+    return blocks, sums
 
 
 def window_features(rows: DataFrame) -> DataFrame:
@@ -249,7 +260,7 @@ def window_features(rows: DataFrame) -> DataFrame:
         "ups": ((delta > 0).cast("long"), (schema.RSI_WINDOW,)),
         "downs": ((delta < 0).cast("long"), (schema.RSI_WINDOW,)),
     }
-    blocks, levels = _moving_sums(series)
+    blocks, sums = _moving_sums(series)
     out = out.withColumns(
         {
             **blocks,
@@ -258,8 +269,7 @@ def window_features(rows: DataFrame) -> DataFrame:
             "_obs_value": F.last(F.col("sentiment_mean"), True).over(running),
         }
     )
-    for level in levels:
-        out = out.withColumns(level)
+    out = out.withColumns(sums)
     row = F.col("_row")
     columns: dict[str, Column] = {}
     for n in schema.MA_WINDOWS:
@@ -283,7 +293,7 @@ def window_features(rows: DataFrame) -> DataFrame:
     columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
     columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
     helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *blocks]
-    helpers += [name for level in levels for name in level]
+    helpers += list(sums)
     return out.withColumns(columns).drop(*helpers)
 
 

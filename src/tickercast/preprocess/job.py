@@ -317,7 +317,12 @@ def _run(
     log.info("mode: %s (%s)", mode, reason)
 
     staged_features = staging / "features"
-    curated.write.mode("overwrite").parquet(str(staged_features))
+    writer = curated.write.mode("overwrite")
+    for column in curated.schema.fields:
+        if column.dataType.typeName() == "double":
+            # Prices and indicators rarely repeat: a dictionary is built, then dropped, per page.
+            writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
+    writer.parquet(str(staged_features))
     written = spark.read.parquet(str(staged_features))
     content = _content_stats(written)
 
