@@ -8,6 +8,8 @@ ones in pandas and the tests hold both to an independent reference.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 
 import pandas as pd
@@ -62,7 +64,6 @@ def trading_calendar(prices: DataFrame) -> DataFrame:
 
 # Scores are in [-1, 1]: 18 decimals keep every digit that matters, and the sum never overflows.
 _EXACT = "decimal(38,18)"
-_SENTIMENT_DDL = "symbol string, date date, sentiment_mean double, news_count long"
 
 
 def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFrame) -> DataFrame:
@@ -84,22 +85,21 @@ def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFr
 
     Returns:
         ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations,
-        partitioned by symbol like ``prices`` from the shuffle that de-duplicated them. The mean
-        adds the scores in sorted order, so it does not depend on how rows were partitioned.
+        hash-partitioned by symbol (as the join with the prices wants). The mean is an exact
+        decimal sum over the count, so it does not depend on the order rows arrive in.
 
     """
-    first_day = calendar.agg(F.min(schema.DATE)).first()[0]  # one value
-    if first_day is None:
-        return observations.sparkSession.createDataFrame([], _SENTIMENT_DDL)
+    bounds = calendar.agg(F.min(schema.DATE).alias("_first_day"), F.max(schema.DATE).alias("_last_day"))
     spans = _symbol_spans(prices, calendar)
-    at_or_after = _next_trading_index(calendar, first_day)
+    at_or_after = _next_trading_index(calendar, bounds)
     # Anything before the first trading date counts for the first one.
-    day = F.greatest(F.col("effective_date"), F.lit(first_day))
+    day = F.greatest(F.col("effective_date"), F.col("_first_day"))
     market_idx = F.greatest("_next_idx", "_first_idx")
     # Inside a gap in the symbol's history: the row that ends the gap.
     gap_end = F.get(F.filter("_gaps", lambda g: (g["_prev"] < market_idx) & (market_idx < g["_idx"])), 0)
     assigned = (
-        observations.join(F.broadcast(at_or_after), day == F.col("_day"))
+        observations.crossJoin(F.broadcast(bounds.select("_first_day")))  # one row
+        .join(F.broadcast(at_or_after), day == F.col("_day"))
         .join(F.broadcast(spans), schema.SYMBOL)  # a row per symbol
         .where(F.col("_next_idx") <= F.col("_last_idx"))
         .select(schema.SYMBOL, F.coalesce(gap_end["_idx"], market_idx).alias(schema.TIME_IDX), "score")
@@ -121,13 +121,12 @@ def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFr
     )
 
 
-def _next_trading_index(calendar: DataFrame, first_day) -> DataFrame:
+def _next_trading_index(calendar: DataFrame, bounds: DataFrame) -> DataFrame:
     """Map each calendar day from the first to the last trading date to the next trading ``time_idx``.
 
-    Small: one row per calendar day of the price history.
+    Small: one row per calendar day of the price history (``bounds``: ``_first_day, _last_day``).
     """
-    last_day = calendar.agg(F.max(schema.DATE).alias("_hi"))
-    days = last_day.select(F.explode(F.sequence(F.lit(first_day), "_hi")).alias("_day"))
+    days = bounds.select(F.explode(F.sequence("_first_day", "_last_day")).alias("_day"))
     backwards = Window.orderBy(F.col("_day").desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     return days.join(calendar, F.col("_day") == F.col(schema.DATE), "left").select(
         "_day", F.last(schema.TIME_IDX, True).over(backwards).alias("_next_idx")
@@ -177,21 +176,17 @@ def _sum_name(name: str, n: int) -> str:
 def _sum_of_blocks(column: str, block: int, count: int, offset: int = 0) -> Column:
     """Add ``count`` consecutive ``block``-row sums held in ``column``, newest first, ``offset`` rows back."""
     base = F.col(column)
-    total: Column | None = None
-    for k in range(count):
-        lag = offset + k * block
-        term = base if lag == 0 else F.lag(base, lag).over(_by_symbol())
-        total = term if total is None else total + term
-    assert total is not None
-    return total
+    lags = [offset + k * block for k in range(count)]
+    terms = [F.lag(base, lag).over(_by_symbol()) if lag else base for lag in lags]
+    return functools.reduce(operator.add, terms)
 
 
 def _moving_sums(series: dict[str, tuple[Column, Sequence[int]]]) -> tuple[dict, dict]:
     """Plan the moving sums: block sums (sliding frames of at most 10 rows), then sums of lagged blocks.
 
-    A long sum (200 rows) adds its inner sums (four of 50 rows) each written out from the block
-    sums, in the same order of additions as a sum of lagged inner sums: the same bits, one window
-    pass fewer.
+    A sum of up to 5 blocks adds them directly. A longer one (200 rows) adds its inner sums (four
+    of 50 rows), each written out from the block sums: the same order of additions, and so the
+    same bits, as a sum of lagged inner sums, in one window pass.
 
     Returns:
         ``(blocks, sums)``: the block-sum columns and the moving sums built from them with ``lag``.
@@ -201,20 +196,17 @@ def _moving_sums(series: dict[str, tuple[Column, Sequence[int]]]) -> tuple[dict,
     sums: dict[str, Column] = {}
     for name, (value, windows) in series.items():
         for n in windows:
-            block = _block(n)
-            if n // block > 5:
-                block = _block(next(m for m in windows if n % m == 0 and m < n and n // m <= 5))
+            inner = n
+            if n // _block(n) > 5:  # e.g. 200: four 50-row sums
+                inner = next(m for m in windows if n % m == 0 and m < n and n // m <= 5)
+            block = _block(inner)
             frame = _by_symbol().rowsBetween(-(block - 1), Window.currentRow)
             blocks[_block_name(name, block)] = F.sum(value).over(frame)
-            if n // block <= 5:
-                sums[_sum_name(name, n)] = _sum_of_blocks(_block_name(name, block), block, n // block)
-                continue
-            inner = next(m for m in windows if n % m == 0 and m < n and n // m <= 5)
-            total: Column | None = None
-            for i in range(n // inner):
-                part = _sum_of_blocks(_block_name(name, block), block, inner // block, offset=i * inner)
-                total = part if total is None else total + part
-            sums[_sum_name(name, n)] = total
+            parts = [
+                _sum_of_blocks(_block_name(name, block), block, inner // block, offset=i * inner)
+                for i in range(n // inner)
+            ]
+            sums[_sum_name(name, n)] = functools.reduce(operator.add, parts)
     return blocks, sums
 
 
