@@ -17,6 +17,8 @@ file lacks columns), ``duplicate`` (dropped silently) or ``superseded``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 import re
 from collections.abc import Sequence
 
@@ -386,10 +388,9 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
         *[F.col(v).desc() for v in values],
     )
     running = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    previous_same = [F.lag(F.col(c)).over(order).eqNullSafe(F.col(c)) for c in rest]
-    same_key_as_previous = previous_same[0]
-    for condition in previous_same[1:]:
-        same_key_as_previous = same_key_as_previous & condition
+    same_key_as_previous = functools.reduce(
+        operator.and_, [F.lag(F.col(c)).over(order).eqNullSafe(F.col(c)) for c in rest]
+    )
     row = F.struct(*values)
     ranked = checked.withColumn("_first", ~F.coalesce(same_key_as_previous, F.lit(False)))
     ranked = ranked.withColumn("_winner", F.last(F.when(F.col("_first"), row), True).over(running))
