@@ -172,23 +172,20 @@ def _validated(
 
     from tickercast.preprocess import validate as v
 
-    def classified(kind: str, checker, keys, values) -> DataFrame:
+    def classified(kind: str, checker, keys, values, finish=None) -> DataFrame:
         checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind), kind))
-        # Only rejected rows keep their text, so the duplicate shuffle and the cache stay small; a
-        # superseded row (a valid row that lost) is written out from its values instead.
-        checked = checked.withColumns(
-            {
-                v.RECORD: F.when(F.col(v.STATUS) != v.VALID, F.col(v.RECORD)),
-                # Only a file quarantined as a whole shows its header.
-                "header": F.when(F.col(v.STATUS) == v.BAD_FILE, F.col("header")),
-            }
-        )
+        # Only rejected rows keep their text (``record``; a superseded row, a valid row that lost,
+        # is written out from its values instead), and only a file quarantined as a whole shows its
+        # header, so the duplicate shuffle and the cache stay small.
+        checked = checked.withColumn("header", F.when(F.col(v.STATUS) == v.BAD_FILE, F.col("header")))
         resolved = v.resolve_duplicates(checked, keys, values)
         if not set(values) <= set(keys):  # news: the values are part of the key, nothing supersedes
             # Every kind that can be superseded is keyed by (symbol, date).
             superseded = F.col(v.STATUS) == v.SUPERSEDED
             rendered = v.row_text([schema.DATE, schema.SYMBOL, *values])
             resolved = resolved.withColumn(v.RECORD, F.when(superseded, rendered).otherwise(F.col(v.RECORD)))
+        if finish is not None:
+            resolved = finish(resolved)
         # On disk, not in the heap: the driver's memory must not grow with the input.
         cached.append(resolved.persist(StorageLevel.DISK_ONLY))
         return cached[-1]
@@ -209,6 +206,7 @@ def _validated(
             lambda p: v.check_news(p, now),
             [schema.SYMBOL, "published_at", "headline"],
             ["headline"],
+            finish=_scored_news,
         ),
         schema.RAW_SENTIMENT: classified(
             schema.RAW_SENTIMENT,
@@ -374,16 +372,26 @@ def _run(
     )
 
 
-def _observations(news: DataFrame, sentiment: DataFrame) -> DataFrame:
-    """Score valid headlines in a pandas UDF and stack them with the raw sentiment scores."""
+def _scored_news(news: DataFrame) -> DataFrame:
+    """Replace each valid headline with its score, before the news is cached.
+
+    Scored where the de-duplicated rows already lie (no shuffle, each symbol's headlines together:
+    the scorer takes each distinct headline of a batch once). The cache then holds a number, not
+    the text, for the millions of valid rows; a rejected row keeps its raw line in ``record``.
+    """
     from pyspark.sql import functions as F
 
     from tickercast.preprocess import features
 
-    # Scored where the rows are (no shuffle): the scorer takes each distinct headline of a batch once.
-    scored = news.select(
-        schema.SYMBOL, "effective_date", features.headline_scores(F.col("headline")).alias("score")
-    )
+    score = F.when(F.col("status") == "valid", features.headline_scores(F.col("headline")))
+    return news.withColumn("score", score).drop("headline")
+
+
+def _observations(news: DataFrame, sentiment: DataFrame) -> DataFrame:
+    """Stack the scored headlines (see :func:`_scored_news`) with the raw sentiment scores."""
+    from pyspark.sql import functions as F
+
+    scored = news.select(schema.SYMBOL, "effective_date", "score")
     raw = sentiment.select(schema.SYMBOL, F.col(schema.DATE).alias("effective_date"), "score")
     return scored.unionByName(raw)
 

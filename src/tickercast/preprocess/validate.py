@@ -10,8 +10,9 @@ kind goes through the same three steps:
 3. :func:`resolve_duplicates` drops exact duplicates across files and marks the losers of
    conflicting duplicates ``superseded`` (the file that sorts last by name wins).
 
-Rows leave here with ``status`` = ``valid``, ``bad`` (a validation reason), ``bad_file`` (the whole
-file lacks columns), ``duplicate`` (dropped silently) or ``superseded``.
+Rows leave here with ``record`` (the raw line, kept for rejected rows only) and ``status`` =
+``valid``, ``bad`` (a validation reason), ``bad_file`` (the whole file lacks columns),
+``duplicate`` (dropped silently) or ``superseded``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ USED_COLUMNS = {
 }
 
 _INF = float("inf")
+_CELL, _SHOWN = "_cell", "_shown"
 
 
 def _field(position: Column, cells: Sequence[Column]) -> Column:
@@ -82,10 +84,12 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
         kind: The raw kind (``prices``, ``indices``, ``news``, ``sentiment``).
 
     Returns:
-        One row per data line: ``source_file``, ``record`` (the line as text), one string column per
-        entry of ``USED_COLUMNS[kind]``, ``missing_columns`` (required columns the file's header
-        lacks, empty when complete), ``header`` (the header as text, or null when the file has none)
-        and ``extra_fields`` (true when the line has more fields than its header).
+        One row per data line: ``source_file``, the line's fields (``_cell0 ..``) and how many of
+        them it shows (``_shown``), from which :func:`record_text` writes the line back as text for
+        rejected rows only; one string column per entry of ``USED_COLUMNS[kind]``,
+        ``missing_columns`` (required columns the file's header lacks, empty when complete),
+        ``header`` (the header as text, or null when the file has none) and ``extra_fields`` (true
+        when the line has more fields than its header).
 
     """
     fields = F.col("header_fields")
@@ -108,17 +112,24 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
     width = F.coalesce(F.col("_width"), F.lit(0))
     cells = [F.col(c) for c in rows.columns if re.fullmatch(r"c[0-9]+", c)]
     shown = F.greatest(width, F.coalesce(_last_present(cells), F.lit(0)))
-    record = F.concat_ws(
-        ",", *[F.when(F.lit(i) < shown, F.coalesce(c, F.lit(""))) for i, c in enumerate(cells)]
-    )
     extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull()
     return data.select(
         SOURCE_FILE,
-        record.alias(RECORD),
+        *[c.alias(f"{_CELL}{i}") for i, c in enumerate(cells)],
+        shown.alias(_SHOWN),
         *[_field(F.col(f"_pos_{name}"), cells).alias(name) for name in USED_COLUMNS[kind]],
         F.coalesce(F.col("missing_columns"), required).alias("missing_columns"),
         "header",
         extra.alias("extra_fields"),
+    )
+
+
+def record_text(frame: DataFrame) -> Column:
+    """Write a parsed line back as CSV text (``record``) from the fields :func:`parse_rows` kept."""
+    shown = F.col(_SHOWN)
+    cells = sorted((c for c in frame.columns if c.startswith(_CELL)), key=lambda c: int(c[len(_CELL) :]))
+    return F.concat_ws(
+        ",", *[F.when(F.lit(i) < shown, F.coalesce(F.col(c), F.lit(""))) for i, c in enumerate(cells)]
     )
 
 
@@ -208,9 +219,11 @@ def _file_level(reason: Column) -> Column:
 
 def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataFrame:
     # Separate projections keep each expression computed once (and the plans small).
+    cells = [c for c in frame.columns if c.startswith(_CELL)]
     with_reason = frame.select(
         SOURCE_FILE,
-        RECORD,
+        *cells,
+        _SHOWN,
         "header",
         "missing_columns",
         *[col.alias(name) for name, col in typed.items()],
@@ -221,7 +234,15 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataF
         .when(F.col(REASON).isNotNull(), F.lit(BAD))
         .otherwise(F.lit(VALID))
     )
-    return with_reason.withColumn(STATUS, status).drop("missing_columns")
+    with_status = with_reason.withColumn(STATUS, status)
+    # Only a rejected row keeps its text: the line is written back inside the branch, so the
+    # millions of valid rows never pay for it.
+    record = F.when(F.col(STATUS) != VALID, record_text(with_status))
+    return with_status.select(
+        SOURCE_FILE,
+        record.alias(RECORD),
+        *[c for c in with_status.columns if c not in (SOURCE_FILE, _SHOWN, "missing_columns", *cells)],
+    )
 
 
 def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
