@@ -72,6 +72,27 @@ def test_observations_count_for_the_next_trading_row(spark) -> None:
 
 
 @pytest.mark.spark
+def test_a_daily_mean_has_the_same_bits_in_any_order_or_partitioning(spark) -> None:
+    import math
+    import random
+
+    from tickercast.preprocess.features import daily_sentiment, trading_calendar
+
+    prices = spark.createDataFrame([("A", D(2024, 1, 5))], "symbol string, date date")
+    rng = random.Random(3)
+    scores = [rng.uniform(-1, 1) for _ in range(500)] + [1.0, -1.0, 1e-300, -0.1, 0.1 + 0.2]
+    means = []
+    for order, partitions in ((scores, 1), (scores[::-1], 7), (sorted(scores), 3)):
+        observations = spark.createDataFrame(
+            [("A", D(2024, 1, 5), s) for s in order], "symbol string, effective_date date, score double"
+        ).repartition(partitions)
+        daily = daily_sentiment(prices, trading_calendar(prices), observations)
+        means.append(daily.first()["sentiment_mean"])
+    assert means[0] == means[1] == means[2]
+    assert math.isclose(means[0], math.fsum(scores) / len(scores), rel_tol=1e-15, abs_tol=1e-17)
+
+
+@pytest.mark.spark
 def test_duplicates_resolve_to_the_file_sorting_last(spark) -> None:
     from pyspark.testing import assertDataFrameEqual
 

@@ -62,8 +62,24 @@ def trading_calendar(prices: DataFrame) -> DataFrame:
     )
 
 
-# Scores are in [-1, 1]: 18 decimals keep every digit that matters, and the sum never overflows.
-_EXACT = "decimal(38,18)"
+# Scores are in [-1, 1] (the scorer's range; raw scores outside it are quarantined). Each is split
+# into two integers, hi = floor(score * 2^30) and lo = floor(the rest * 2^30): the score rounded
+# down to a multiple of 2^-60. Integer sums give the same bits whatever order rows arrive in, as a
+# double sum would not, at a fraction of a decimal sum's cost; they overflow only past 2^33 rows.
+_HALF_BITS = float(2**30)
+
+
+def _fixed_point_parts(score: Column) -> tuple[Column, Column]:
+    """Split scores in [-1, 1] into ``(hi, lo)`` longs with ``score ~ hi * 2^-30 + lo * 2^-60``."""
+    scaled = score * F.lit(_HALF_BITS)  # a power of two: exact
+    hi = F.floor(scaled)
+    return hi, F.floor((scaled - hi) * F.lit(_HALF_BITS))  # the fraction of a double: exact
+
+
+def _fixed_point_mean(hi_sum: Column, lo_sum: Column, count: Column) -> Column:
+    """Turn the sums of :func:`_fixed_point_parts` back into a mean (a double)."""
+    total = hi_sum.cast("double") / F.lit(_HALF_BITS) + lo_sum.cast("double") / F.lit(_HALF_BITS**2)
+    return total / count
 
 
 def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFrame) -> DataFrame:
@@ -86,7 +102,7 @@ def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFr
     Returns:
         ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations,
         hash-partitioned by symbol (as the join with the prices wants). The mean is an exact
-        decimal sum over the count, so it does not depend on the order rows arrive in.
+        fixed-point sum over the count, so it does not depend on the order rows arrive in.
 
     """
     bounds = calendar.agg(F.min(schema.DATE).alias("_first_day"), F.max(schema.DATE).alias("_last_day"))
@@ -105,19 +121,15 @@ def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFr
         .select(schema.SYMBOL, F.coalesce(gap_end["_idx"], market_idx).alias(schema.TIME_IDX), "score")
     )
     dated = assigned.join(F.broadcast(calendar), schema.TIME_IDX)
-    # An exact (decimal) sum does not depend on the order rows arrive in, so the mean is the same
-    # however the rows were partitioned, and the sum can start before the shuffle.
-    total = F.sum(F.col("score").cast(_EXACT)).cast(_EXACT)
+    # Exact sums do not depend on the order rows arrive in, so the mean is the same however the
+    # rows were partitioned.
+    hi, lo = _fixed_point_parts(F.col("score"))
+    mean = _fixed_point_mean(F.col("_hi"), F.col("_lo"), F.col(schema.NEWS_COUNT))
     return (
         dated.repartition(schema.SYMBOL)
         .groupBy(schema.SYMBOL, schema.DATE)
-        .agg(total.alias("_total"), F.count("score").cast("long").alias(schema.NEWS_COUNT))
-        .select(
-            schema.SYMBOL,
-            schema.DATE,
-            (F.col("_total") / F.col(schema.NEWS_COUNT)).cast("double").alias("sentiment_mean"),
-            schema.NEWS_COUNT,
-        )
+        .agg(F.sum(hi).alias("_hi"), F.sum(lo).alias("_lo"), F.count("score").alias(schema.NEWS_COUNT))
+        .select(schema.SYMBOL, schema.DATE, mean.alias("sentiment_mean"), schema.NEWS_COUNT)
     )
 
 
