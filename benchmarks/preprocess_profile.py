@@ -1,7 +1,7 @@
-"""Profile one preprocessing run: executor CPU time per Spark stage and wall time per query.
+"""Profile one preprocessing run: task and CPU time per Spark stage and wall time per query.
 
 Runs ``run_job(full=True)`` on existing data with Spark's UI on, then reads Spark's REST API and
-prints the stages that cost the most executor time (with rows in and shuffled) and every SQL
+prints the stages that cost the most task time (with rows in and shuffled) and every SQL
 query's duration. This is where the "where the time goes" table in ``docs/benchmarks.md`` comes
 from. Generate data first, e.g. the benchmark's 10M set:
 
@@ -54,12 +54,18 @@ def main() -> None:
         print(f"wall {wall:.1f} s, {read:,} input rows, {read / wall:,.0f} rows/s")
         base = f"{spark.sparkContext.uiWebUrl}/api/v1/applications/{spark.sparkContext.applicationId}"
         stages = sorted(_get(f"{base}/stages"), key=lambda s: -s.get("executorRunTime", 0))
-        total = sum(s.get("executorRunTime", 0) for s in stages) / 1000
-        print(f"executor time over all stages: {total:.1f} CPU s")
-        print("stage  CPU s  tasks   rows in  shuffle rows in  shuffle MiB out")
+        run_s = sum(s.get("executorRunTime", 0) for s in stages) / 1000
+        cpu_s = sum(s.get("executorCpuTime", 0) for s in stages) / 1e9
+        # Task time counts a task from start to end, waits on its Python worker included; JVM CPU
+        # time leaves those waits (and the Python workers' own CPU) out.
+        gc_s = sum(s.get("jvmGcTime", 0) for s in stages) / 1000
+        print(f"over all stages: {run_s:.1f} task s, {cpu_s:.1f} JVM CPU s, {gc_s:.1f} s in GC")
+        print("stage  task s  JVM CPU s  GC s  tasks   rows in  shuffle rows in  shuffle MiB out")
         for stage in stages[: args.top]:
             print(
-                f"{stage['stageId']:5d} {stage['executorRunTime'] / 1000:6.1f} {stage['numTasks']:6d}"
+                f"{stage['stageId']:5d} {stage['executorRunTime'] / 1000:7.1f}"
+                f" {stage.get('executorCpuTime', 0) / 1e9:10.1f} {stage.get('jvmGcTime', 0) / 1000:5.1f}"
+                f" {stage['numTasks']:6d}"
                 f" {stage.get('inputRecords', 0):9,d} {stage.get('shuffleReadRecords', 0):16,d}"
                 f" {stage.get('shuffleWriteBytes', 0) / 2**20:16.0f}"
             )
