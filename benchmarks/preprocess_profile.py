@@ -12,6 +12,7 @@ from. Generate data first, e.g. the benchmark's 10M set:
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import time
 import urllib.request
@@ -21,6 +22,12 @@ from pathlib import Path
 def _get(url: str) -> list[dict]:
     with urllib.request.urlopen(url, timeout=30) as response:  # the driver's own UI on localhost
         return json.load(response)
+
+
+def _epoch_s(stamp: str) -> float:
+    """Seconds since the epoch of a Spark REST time such as ``2026-11-27T17:10:05.123GMT``."""
+    parsed = dt.datetime.strptime(stamp.replace("GMT", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+    return parsed.timestamp()
 
 
 def main() -> None:
@@ -47,6 +54,7 @@ def main() -> None:
     settings = load_settings(None, {"data_root": args.data, "spark": spark_settings})
     spark, _ = get_session(settings.spark, extra_conf={"spark.ui.enabled": "true"})
     try:
+        run_started = time.time()
         started = time.perf_counter()
         result = run_job(settings, full=True)
         wall = time.perf_counter() - started
@@ -69,9 +77,13 @@ def main() -> None:
                 f" {stage.get('inputRecords', 0):9,d} {stage.get('shuffleReadRecords', 0):16,d}"
                 f" {stage.get('shuffleWriteBytes', 0) / 2**20:16.0f}"
             )
-        print("query  wall s  description")
+        # Time outside any query is the driver's: listing files, planning, the manifest, publishing.
+        print("query  starts at s  wall s  description")
         for query in _get(f"{base}/sql?details=false&length=1000"):
-            print(f"{query['id']:5d} {query['duration'] / 1000:7.1f}  {query['description'][:70]}")
+            start = _epoch_s(query["submissionTime"]) - run_started
+            print(
+                f"{query['id']:5d} {start:12.1f} {query['duration'] / 1000:7.1f}  {query['description'][:60]}"
+            )
     finally:
         spark.stop()
 

@@ -27,7 +27,7 @@ from tickercast.errors import UserError
 from tickercast.preprocess import io, spec
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from tickercast.config import Settings
 
@@ -268,6 +268,7 @@ def _run(
     today: dt.date,
     now: dt.datetime,
 ) -> JobResult:
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from tickercast.preprocess import features
@@ -315,6 +316,9 @@ def _run(
     log.info("mode: %s (%s)", mode, reason)
 
     staged_features = staging / "features"
+    # The content hash and the row count are gathered as the rows are written, not read back.
+    observation = Observation("curated_content")
+    curated = curated.observe(observation, *_content_metrics(curated))
     writer = curated.write.mode("overwrite")
     for column in curated.schema.fields:
         if column.dataType.typeName() == "double":
@@ -322,7 +326,7 @@ def _run(
             writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
     writer.parquet(str(staged_features))
     written = spark.read.parquet(str(staged_features))
-    content = _content_stats(written)
+    content = _content_stats(written, observation.get)
 
     quarantine = _quarantine(frames, run_id)
     quarantine.write.mode("overwrite").parquet(str(staging / "quarantine"))
@@ -457,19 +461,31 @@ def _incremental(spark, settings, previous, prices, calendar, sentiment, market,
     return features.with_market(combined, market, index_symbols), "only new or changed rows recomputed"
 
 
-def _content_stats(written: DataFrame) -> dict[str, Any]:
-    """Hash the curated content and gather per-symbol and calendar ranges (small aggregates)."""
+def _content_metrics(curated: DataFrame) -> list[Column]:
+    """Return the aggregates :func:`_content_stats` needs, to be gathered while the rows are written."""
     from pyspark.sql import functions as F
 
-    row_hash = F.xxhash64(*[F.col(c) for c in written.columns])
-    row = written.agg(
+    row_hash = F.xxhash64(*[F.col(c) for c in curated.columns])
+    return [
         F.count(F.lit(1)).alias("rows"),
         # Two order-free folds of one 64-bit row hash: the content, whatever the partitioning.
         F.bit_xor(row_hash).alias("xor"),
         F.sum(row_hash.cast("decimal(38,0)")).alias("xsum"),
         F.min(schema.DATE).alias("first"),
         F.max(schema.DATE).alias("last"),
-    ).collect()[0]
+    ]
+
+
+def _content_stats(written: DataFrame, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Hash the curated content and gather per-symbol and calendar ranges (small aggregates).
+
+    Args:
+        written: The curated rows as written (read back from the staged Parquet).
+        metrics: The values of :func:`_content_metrics`, observed while the rows were written.
+
+    """
+    from pyspark.sql import functions as F
+
     trading_dates = written.select(schema.DATE).distinct().count()
     per_symbol = written.groupBy(schema.SYMBOL).agg(
         F.min(schema.DATE).alias("first"), F.max(schema.DATE).alias("last"), F.count(F.lit(1)).alias("rows")
@@ -484,15 +500,15 @@ def _content_stats(written: DataFrame) -> dict[str, Any]:
     }
     columns = [[f.name, f.dataType.simpleString()] for f in written.schema.fields]
     data_version = io.content_hash(
-        [schema.SCHEMA_VERSION, columns, row["rows"], row["xor"], str(row["xsum"])]
+        [schema.SCHEMA_VERSION, columns, metrics["rows"], metrics["xor"], str(metrics["xsum"])]
     )
     return {
-        "rows": int(row["rows"]),
+        "rows": int(metrics["rows"]),
         "data_version": data_version,
         "columns": [name for name, _ in columns],
         "calendar": {
-            "first_date": row["first"].isoformat() if row["first"] else None,
-            "last_date": row["last"].isoformat() if row["last"] else None,
+            "first_date": metrics["first"].isoformat() if metrics["first"] else None,
+            "last_date": metrics["last"].isoformat() if metrics["last"] else None,
             "trading_dates": trading_dates,
         },
         "symbols": dict(sorted(symbols.items())),
