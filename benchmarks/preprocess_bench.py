@@ -93,7 +93,9 @@ def run_scan(data: Path, master: str, driver_memory: str, partitions: int) -> di
 
     _, spark, jvms = _start_spark(data, master, driver_memory, partitions)
     inputs = io.list_inputs(data)
-    frames = [job._read_rows(spark, inputs, kind)[0] for kind in ("prices", "indices", "news", "sentiment")]
+    firsts = job._first_lines(spark, inputs)
+    kinds = ("prices", "indices", "news", "sentiment")
+    frames = [job._read_rows(spark, inputs, kind, firsts)[0] for kind in kinds]
     started = time.perf_counter()
     for frame in frames:  # every field parsed and materialised, then dropped
         frame.write.format("noop").mode("overwrite").save()

@@ -122,11 +122,27 @@ def run_job(
     return result
 
 
-def _read_rows(spark: SparkSession, files: list[io.InputFile], kind: str) -> tuple[DataFrame, DataFrame]:
-    """Read every raw CSV of a kind in one distributed read, plus each file's first line.
+def _first_lines(spark: SparkSession, files: list[io.InputFile]) -> dict[str, list[str]]:
+    """Read each raw file's first line on the executors (a few bytes per file, one job for all).
 
-    Tasks on the executors read each file's first line (a few bytes per file; the driver collects
-    one short row per file, as it already lists them). Spark's CSV reader then splits every line
+    The driver collects one short row per file, as it already lists them.
+    """
+    from tickercast.preprocess.validate import first_lines
+
+    paths = [str(f.path) for f in files]
+    if not paths:
+        return {}
+    slices = max(1, min(len(paths), 4 * spark.sparkContext.defaultParallelism))
+    return dict(spark.sparkContext.parallelize(paths, slices).map(lambda p: (p, first_lines(p))).collect())
+
+
+def _read_rows(
+    spark: SparkSession, files: list[io.InputFile], kind: str, firsts: dict[str, list[str]]
+) -> tuple[DataFrame, DataFrame]:
+    """Read every raw CSV of a kind in one distributed read, with each file's first line.
+
+    ``firsts`` maps each file's path to its first line (:func:`_first_lines`). Spark's CSV reader
+    then splits every line
     (RFC 4180 quotes, whitespace trimmed, empty -> null) into as many string columns as the widest
     first line has, plus one to notice lines with more fields than their header (at most
     ``N_FIELDS``). :func:`tickercast.preprocess.validate.parse_rows` maps them by each file's header.
@@ -137,21 +153,14 @@ def _read_rows(spark: SparkSession, files: list[io.InputFile], kind: str) -> tup
     """
     from pyspark.sql import functions as F
 
-    from tickercast.preprocess.validate import N_FIELDS, SOURCE_FILE, first_lines
+    from tickercast.preprocess.validate import N_FIELDS, SOURCE_FILE
 
     header_ddl = f"{SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
     paths = [str(f.path) for f in files if f.kind == kind]
-    slices = max(1, min(len(paths), 4 * spark.sparkContext.defaultParallelism))
-    firsts = (
-        spark.sparkContext.parallelize(paths, slices)
-        .map(lambda path: (f"{kind}/{path.rsplit('/', 1)[-1]}", first_lines(path)))
-        .collect()
-        if paths
-        else []
-    )
-    width = min(N_FIELDS, max((len(fields) for _, fields in firsts), default=1) + 1)
+    named = [(f"{kind}/{path.rsplit('/', 1)[-1]}", firsts[path]) for path in paths]
+    width = min(N_FIELDS, max((len(fields) for _, fields in named), default=1) + 1)
     ddl = ", ".join(f"c{i} STRING" for i in range(width))
-    headers = spark.createDataFrame(firsts, header_ddl)
+    headers = spark.createDataFrame(named, header_ddl)
     if not paths:
         return spark.createDataFrame([], f"{SOURCE_FILE} STRING, {ddl}"), headers
     frame = (
@@ -172,8 +181,10 @@ def _validated(
 
     from tickercast.preprocess import validate as v
 
+    firsts = _first_lines(spark, inputs)
+
     def classified(kind: str, checker, keys, values, finish=None) -> DataFrame:
-        checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind), kind))
+        checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind, firsts), kind))
         # Only rejected rows keep their text (``record``; a superseded row, a valid row that lost,
         # is written out from its values instead), and only a file quarantined as a whole shows its
         # header, so the duplicate shuffle and the cache stay small.
