@@ -142,10 +142,10 @@ def _read_rows(
     """Read every raw CSV of a kind in one distributed read, with each file's first line.
 
     ``firsts`` maps each file's path to its first line (:func:`_first_lines`). Spark's CSV reader
-    then splits every line
-    (RFC 4180 quotes, whitespace trimmed, empty -> null) into as many string columns as the widest
-    first line has, plus one to notice lines with more fields than their header (at most
-    ``N_FIELDS``). :func:`tickercast.preprocess.validate.parse_rows` maps them by each file's header.
+    splits every line (RFC 4180 quotes, whitespace trimmed, empty -> null) into as many string
+    columns as the widest first line has, plus one to notice lines with more fields than their
+    header (at most ``N_FIELDS``). :func:`tickercast.preprocess.validate.parse_rows` maps them by
+    each file's header.
 
     Returns:
         ``(rows, headers)``: ``source_file, c0 .. c{n-1}`` and ``source_file, header_fields``.

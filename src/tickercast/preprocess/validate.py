@@ -85,7 +85,7 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
 
     Returns:
         One row per data line: ``source_file``, the line's fields (``_cell0 ..``) and how many of
-        them it shows (``_shown``), from which :func:`record_text` writes the line back as text for
+        them it shows (``_shown``), from which :func:`_record_text` writes the line back as text for
         rejected rows only; one string column per entry of ``USED_COLUMNS[kind]``,
         ``missing_columns`` (required columns the file's header lacks, empty when complete),
         ``header`` (the header as text, or null when the file has none) and ``extra_fields`` (true
@@ -124,7 +124,7 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
     )
 
 
-def record_text(frame: DataFrame) -> Column:
+def _record_text(frame: DataFrame) -> Column:
     """Write a parsed line back as CSV text (``record``) from the fields :func:`parse_rows` kept."""
     shown = F.col(_SHOWN)
     cells = sorted((c for c in frame.columns if c.startswith(_CELL)), key=lambda c: int(c[len(_CELL) :]))
@@ -237,7 +237,7 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataF
     with_status = with_reason.withColumn(STATUS, status)
     # Only a rejected row keeps its text: the line is written back inside the branch, so the
     # millions of valid rows never pay for it.
-    record = F.when(F.col(STATUS) != VALID, record_text(with_status))
+    record = F.when(F.col(STATUS) != VALID, _record_text(with_status))
     return with_status.select(
         SOURCE_FILE,
         record.alias(RECORD),
