@@ -470,6 +470,15 @@ def test_preprocess_on_kubernetes_submits_to_the_api_server(rendered) -> None:
     assert {p["port"] for p in driver_service["spec"]["ports"]} == {7078, 7079}
 
 
+def test_spark_submit_passes_the_jvm_options_the_local_session_uses(rendered) -> None:
+    from tickercast.preprocess.session import JVM_OPTIONS
+
+    args = _preprocess(rendered["spark-on-kubernetes"])["containers"][0]["args"]
+    conf = dict(arg.removeprefix("--conf=").split("=", 1) for arg in args if arg.startswith("--conf="))
+    assert f"--driver-java-options={JVM_OPTIONS}" in args
+    assert conf["spark.executor.extraJavaOptions"] == JVM_OPTIONS
+
+
 def test_spark_driver_may_manage_executor_pods_and_nothing_more(rendered) -> None:
     objects = rendered["spark-on-kubernetes"]
     spec = _preprocess(objects)
