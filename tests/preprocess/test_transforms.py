@@ -100,14 +100,13 @@ def test_duplicates_resolve_to_the_file_sorting_last(spark) -> None:
 
     rows = spark.createDataFrame(
         [
-            ("prices/a.csv", "a1", "X", D(2024, 1, 2), 1.0, None, "valid"),
-            ("prices/b.csv", "b1", "X", D(2024, 1, 2), 2.0, None, "valid"),
-            ("prices/c.csv", "c1", "X", D(2024, 1, 2), 2.0, None, "valid"),
-            ("prices/a.csv", "a2", "X", D(2024, 1, 3), 5.0, None, "valid"),
-            ("prices/a.csv", "a3", "X", None, None, "unparseable date", "bad"),
+            (0, "a1", "X", D(2024, 1, 2), 1.0, None, "valid"),
+            (1, "b1", "X", D(2024, 1, 2), 2.0, None, "valid"),
+            (2, "c1", "X", D(2024, 1, 2), 2.0, None, "valid"),
+            (0, "a2", "X", D(2024, 1, 3), 5.0, None, "valid"),
+            (0, "a3", "X", None, None, "unparseable date", "bad"),
         ],
-        "source_file string, record string, symbol string, date date, close double,"
-        " reason string, status string",
+        "file_index int, record string, symbol string, date date, close double, reason string, status string",
     )
     out = resolve_duplicates(rows, ["symbol", "date"], ["close"]).select("record", "status", "reason")
     expected = spark.createDataFrame(

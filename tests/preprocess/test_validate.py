@@ -47,8 +47,9 @@ def bad_run(spark, tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("bad")
     _write(root, "prices", "a.csv", [HEADER, *GOOD, *BAD])
-    # b.csv sorts last: its conflicting row for 2024-01-03 wins, its exact copy of 2024-01-02 is dropped.
-    _write(root, "prices", "b.csv", [HEADER, GOOD[0], "2024-01-03,GOOD,10,11,9,10.9,100"])
+    # "b 100%.csv" sorts last: its conflicting row for 2024-01-03 wins, its exact copy of 2024-01-02
+    # is dropped. Spark reports its path URL-encoded (b%20100%25.csv): the job still finds its header.
+    _write(root, "prices", "b 100%.csv", [HEADER, GOOD[0], "2024-01-03,GOOD,10,11,9,10.9,100"])
     _write(root, "prices", "c.csv", ["Date,Symbol,Open,High,Low,Vol", "2024-01-02,OTHER,1,2,0.5,9"] * 1)
     _write(root, "prices", "d.csv", [])
     _write(root, "prices", "e.csv", [HEADER])
@@ -116,7 +117,7 @@ def test_counts_warnings_and_summary(bad_run) -> None:
     result, root = bad_run
     manifest = pd.read_json(root / "curated" / "manifest.json", typ="series")
     counts = manifest["counts"]
-    # a.csv 15 + b.csv 2 + c.csv 1 rows; news 3, indices 2, sentiment 2
+    # a.csv 15 + "b 100%.csv" 2 + c.csv 1 rows; news 3, indices 2, sentiment 2
     assert counts["read"] == 25
     assert counts["duplicates"] == 1
     assert counts["superseded"] == 1

@@ -252,17 +252,16 @@ def window_features(rows: DataFrame) -> DataFrame:
             "_row": F.row_number().over(by_symbol),
             schema.LOG_RETURN: F.ln(close / prev_close),
             "_delta": close - prev_close,
+            # The returns over a window telescope: their sum is the log of the close n rows apart.
+            **{_sum_name("ret", n): F.ln(close / F.lag(close, n).over(by_symbol)) for n in schema.RV_WINDOWS},
         }
     )
     ret, delta = F.col(schema.LOG_RETURN), F.col("_delta")
     series = {
         "close": (close, schema.MA_WINDOWS),
-        "ret": (ret, schema.RV_WINDOWS),
         "ret2": (ret * ret, schema.RV_WINDOWS),
         "gain": (F.greatest(delta, F.lit(0.0)), (schema.RSI_WINDOW,)),
         "loss": (F.greatest(-delta, F.lit(0.0)), (schema.RSI_WINDOW,)),
-        "ups": ((delta > 0).cast("long"), (schema.RSI_WINDOW,)),
-        "downs": ((delta < 0).cast("long"), (schema.RSI_WINDOW,)),
     }
     blocks, sums = _moving_sums(series)
     out = out.withColumns(
@@ -297,17 +296,17 @@ def window_features(rows: DataFrame) -> DataFrame:
     columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
     columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
     helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *blocks]
-    helpers += list(sums)
+    helpers += [*sums, *(_sum_name("ret", n) for n in schema.RV_WINDOWS)]
     return out.withColumns(columns).drop(*helpers)
 
 
 def _rsi(row: Column, n: int) -> Column:
+    # A sum of non-negative doubles is 0 exactly when every term is: no rounding dust to count out.
     gains, losses = F.col(_sum_name("gain", n)), F.col(_sum_name("loss", n))
-    ups, downs = F.col(_sum_name("ups", n)), F.col(_sum_name("downs", n))
     rsi = F.lit(100.0) - F.lit(100.0) / (F.lit(1.0) + gains / losses)
     return (
         F.when(row < n + 1, F.lit(None).cast("double"))
-        .when(downs == 0, F.when(ups == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
+        .when(losses == 0, F.when(gains == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
         .otherwise(rsi)
     )
 

@@ -136,6 +136,26 @@ def _first_lines(spark: SparkSession, files: list[io.InputFile]) -> dict[str, li
     return dict(spark.sparkContext.parallelize(paths, slices).map(lambda p: (p, first_lines(p))).collect())
 
 
+def _files_of(inputs: list[io.InputFile], kind: str) -> list[io.InputFile]:
+    """Return the raw files of one kind in name order: a file's position is its ``file_index``."""
+    return sorted((f for f in inputs if f.kind == kind), key=lambda f: f.name)
+
+
+def _scan_paths(spark: SparkSession, files: list[io.InputFile]) -> dict[str, str]:
+    """Map each raw file's local path to the path Spark's readers report for its rows.
+
+    That is the qualified, URL-encoded URI (``file:///data/raw/prices/a%20b.csv``) that
+    ``input_file_name()`` returns; Hadoop's own ``Path`` makes it, so the two always agree.
+    """
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    scanned = {}
+    for f in files:
+        path = jvm.org.apache.hadoop.fs.Path(str(f.path))
+        scanned[str(f.path)] = path.getFileSystem(conf).makeQualified(path).toUri().toString()
+    return scanned
+
+
 def _read_rows(
     spark: SparkSession, files: list[io.InputFile], kind: str, firsts: dict[str, list[str]]
 ) -> tuple[DataFrame, DataFrame]:
@@ -145,32 +165,34 @@ def _read_rows(
     splits every line (RFC 4180 quotes, whitespace trimmed, empty -> null) into as many string
     columns as the widest first line has, plus one to notice lines with more fields than their
     header (at most ``N_FIELDS``). :func:`tickercast.preprocess.validate.parse_rows` maps them by
-    each file's header.
+    each file's header. Rows carry the path Spark reports for their file, not its name: the name
+    comes from the small table of files, not from string work on millions of rows.
 
     Returns:
-        ``(rows, headers)``: ``source_file, c0 .. c{n-1}`` and ``source_file, header_fields``.
+        ``(rows, files)``: ``_path, c0 .. c{n-1}`` and one row per file:
+        ``_path, file_index, source_file, header_fields`` (``file_index`` numbers the kind's
+        files in name order).
 
     """
     from pyspark.sql import functions as F
 
-    from tickercast.preprocess.validate import N_FIELDS, SOURCE_FILE
+    from tickercast.preprocess.validate import FILE_INDEX, N_FIELDS, SOURCE_FILE
 
-    header_ddl = f"{SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
-    paths = [str(f.path) for f in files if f.kind == kind]
-    named = [(f"{kind}/{path.rsplit('/', 1)[-1]}", firsts[path]) for path in paths]
-    width = min(N_FIELDS, max((len(fields) for _, fields in named), default=1) + 1)
+    files_ddl = f"_path STRING, {FILE_INDEX} INT, {SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
+    of_kind = _files_of(files, kind)
+    scanned = _scan_paths(spark, of_kind)
+    table = [(scanned[str(f.path)], i, f.name, firsts[str(f.path)]) for i, f in enumerate(of_kind)]
+    width = min(N_FIELDS, max((len(row[-1]) for row in table), default=1) + 1)
     ddl = ", ".join(f"c{i} STRING" for i in range(width))
-    headers = spark.createDataFrame(named, header_ddl)
-    if not paths:
-        return spark.createDataFrame([], f"{SOURCE_FILE} STRING, {ddl}"), headers
+    file_table = spark.createDataFrame(table, files_ddl)
+    if not table:
+        return spark.createDataFrame([], f"_path STRING, {ddl}"), file_table
     frame = (
         spark.read.schema(ddl)
         .options(header=False, escape='"', ignoreLeadingWhiteSpace=True, ignoreTrailingWhiteSpace=True)
-        .csv(paths)
+        .csv([str(f.path) for f in of_kind])
     )
-    name = F.substring_index(F.col("_metadata.file_path"), "/", -1)
-    rows = frame.select(F.concat(F.lit(f"{kind}/"), name).alias(SOURCE_FILE), *frame.columns)
-    return rows, headers
+    return frame.select(F.input_file_name().alias("_path"), *frame.columns), file_table
 
 
 def _validated(
@@ -228,12 +250,16 @@ def _validated(
     }
 
 
-def _file_stats(frames: dict[str, DataFrame]) -> list[tuple[str, str, str, str | None, int]]:
+def _file_stats(
+    frames: dict[str, DataFrame], inputs: list[io.InputFile]
+) -> list[tuple[str, str, str, str | None, int]]:
     """Collect (kind, source_file, status, reason, rows): one small row per file and outcome."""
     from pyspark.sql import functions as F
 
+    from tickercast.preprocess.validate import FILE_INDEX
+
     parts = [
-        frame.groupBy("source_file", "status", "reason")
+        frame.groupBy(FILE_INDEX, "status", "reason")
         .agg(F.count(F.lit(1)).alias("n"))
         .withColumn("kind", F.lit(kind))
         for kind, frame in frames.items()
@@ -241,7 +267,13 @@ def _file_stats(frames: dict[str, DataFrame]) -> list[tuple[str, str, str, str |
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    return [(r["kind"], r["source_file"], r["status"], r["reason"], int(r["n"])) for r in union.collect()]
+    names = {kind: [f.name for f in _files_of(inputs, kind)] for kind in frames}
+    stats = []
+    for r in union.collect():
+        if r[FILE_INDEX] is None:  # Spark reported a path the job did not list: a bug, not bad data
+            raise UserError(f"{r['n']} {r['kind']} rows could not be traced to their file; nothing published")
+        stats.append((r["kind"], names[r["kind"]][r[FILE_INDEX]], r["status"], r["reason"], int(r["n"])))
+    return stats
 
 
 def _summarise(stats, inputs: list[io.InputFile]) -> tuple[dict, dict, dict, list[str]]:
@@ -285,7 +317,7 @@ def _run(
     from tickercast.preprocess import features
 
     frames = _validated(spark, inputs, today, now, cached)
-    counts, by_kind, reasons, warnings = _summarise(_file_stats(frames), inputs)
+    counts, by_kind, reasons, warnings = _summarise(_file_stats(frames, inputs), inputs)
     limit = settings.spark.max_bad_fraction
     if counts["read"] == 0:
         raise UserError("the raw files hold no data rows; nothing to preprocess (previous output kept)")
@@ -339,7 +371,7 @@ def _run(
     written = spark.read.parquet(str(staged_features))
     content = _content_stats(written, observation.get)
 
-    quarantine = _quarantine(frames, run_id)
+    quarantine = _quarantine(spark, frames, inputs, run_id)
     quarantine.write.mode("overwrite").parquet(str(staging / "quarantine"))
 
     counts["written"] = content["rows"]
@@ -479,9 +511,11 @@ def _content_metrics(curated: DataFrame) -> list[Column]:
     row_hash = F.xxhash64(*[F.col(c) for c in curated.columns])
     return [
         F.count(F.lit(1)).alias("rows"),
-        # Two order-free folds of one 64-bit row hash: the content, whatever the partitioning.
+        # Order-free folds of one 64-bit row hash: the content, whatever the partitioning. The sum
+        # adds the two 32-bit halves apart, as longs that cannot overflow below 2^31 rows.
         F.bit_xor(row_hash).alias("xor"),
-        F.sum(row_hash.cast("decimal(38,0)")).alias("xsum"),
+        F.sum(F.shiftrightunsigned(row_hash, 32)).alias("xsum_hi"),
+        F.sum(row_hash.bitwiseAND(F.lit(0xFFFFFFFF))).alias("xsum_lo"),
         F.min(schema.DATE).alias("first"),
         F.max(schema.DATE).alias("last"),
     ]
@@ -511,7 +545,7 @@ def _content_stats(written: DataFrame, metrics: dict[str, Any]) -> dict[str, Any
     }
     columns = [[f.name, f.dataType.simpleString()] for f in written.schema.fields]
     data_version = io.content_hash(
-        [schema.SCHEMA_VERSION, columns, metrics["rows"], metrics["xor"], str(metrics["xsum"])]
+        [schema.SCHEMA_VERSION, columns, *(metrics[k] for k in ("rows", "xor", "xsum_hi", "xsum_lo"))]
     )
     return {
         "rows": int(metrics["rows"]),
@@ -526,29 +560,38 @@ def _content_stats(written: DataFrame, metrics: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _quarantine(frames: dict[str, DataFrame], run_id: str) -> DataFrame:
+def _quarantine(
+    spark: SparkSession, frames: dict[str, DataFrame], inputs: list[io.InputFile], run_id: str
+) -> DataFrame:
     """Rejected rows with reasons; a file without the required columns is one row (its header)."""
     from pyspark.sql import functions as F
+
+    from tickercast.preprocess.validate import FILE_INDEX, SOURCE_FILE
 
     parts = []
     for kind, frame in frames.items():
         rows = frame.where(F.col("status").isin("bad", "superseded")).select(
-            "source_file", "record", "reason", F.lit(kind).alias("kind")
+            FILE_INDEX, "record", "reason", F.lit(kind).alias("kind")
         )
         whole_files = (
             frame.where(F.col("status") == "bad_file")
-            .groupBy("source_file")
+            .groupBy(FILE_INDEX)
             .agg(
                 F.first(F.coalesce(F.col("header"), F.lit("(no header line)"))).alias("record"),
                 F.first("reason").alias("reason"),
             )
             .withColumn("kind", F.lit(kind))
         )
-        parts += [rows, whole_files.select("source_file", "record", "reason", "kind")]
+        parts += [rows, whole_files.select(FILE_INDEX, "record", "reason", "kind")]
     out = parts[0]
     for part in parts[1:]:
         out = out.unionByName(part)
-    return out.withColumn("run_id", F.lit(run_id))
+    names = spark.createDataFrame(
+        [(kind, i, f.name) for kind in frames for i, f in enumerate(_files_of(inputs, kind))],
+        f"kind STRING, {FILE_INDEX} INT, {SOURCE_FILE} STRING",
+    )
+    named = out.join(F.broadcast(names), ["kind", FILE_INDEX])  # one row per file: small
+    return named.select(SOURCE_FILE, "record", "reason", "kind", F.lit(run_id).alias("run_id"))
 
 
 def _parser() -> argparse.ArgumentParser:

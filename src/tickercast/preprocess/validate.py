@@ -10,9 +10,9 @@ kind goes through the same three steps:
 3. :func:`resolve_duplicates` drops exact duplicates across files and marks the losers of
    conflicting duplicates ``superseded`` (the file that sorts last by name wins).
 
-Rows leave here with ``record`` (the raw line, kept for rejected rows only) and ``status`` =
-``valid``, ``bad`` (a validation reason), ``bad_file`` (the whole file lacks columns),
-``duplicate`` (dropped silently) or ``superseded``.
+Rows leave here with ``file_index`` (the file's place in name order), ``record`` (the raw line,
+kept for rejected rows only) and ``status`` = ``valid``, ``bad`` (a validation reason),
+``bad_file`` (the whole file lacks columns), ``duplicate`` (dropped silently) or ``superseded``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from tickercast.preprocess import spec
 
 N_FIELDS = 24  # the most columns a raw line may carry; the CSV reader drops any beyond
 SOURCE_FILE = "source_file"
+# Rows carry their file as its position among the kind's files in name order (a small integer
+# through the shuffles and caches); ``source_file`` names it again where rows leave the job.
+FILE_INDEX = "file_index"
 RECORD = "record"
 REASON = "reason"
 STATUS = "status"
@@ -68,43 +71,53 @@ def _last_present(columns: Sequence[Column]) -> Column:
     return F.greatest(*[F.when(c.isNotNull(), F.lit(i + 1)) for i, c in enumerate(columns)])
 
 
-def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
+def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
     """Map CSV rows onto the contract's columns, using each file's own header.
 
     A file's header is its first line when at least two of its fields are column names of this
     kind; without one every row of the file lacks every required column. Lines equal to the header
     (the first line, or a repeat of it further down) are dropped. Per-row work is plain comparisons
     (no lambdas, small generated code); everything that looks inside a header runs on the small
-    table of one header per file.
+    table of files.
 
     Args:
-        rows: ``source_file`` plus the fields ``c0 .. c{n-1}`` of every line (trimmed, empty ->
-            null, ``n`` at most ``N_FIELDS``), as Spark's CSV reader returns them.
-        headers: ``source_file, header_fields`` (the first line's fields) for each file.
+        rows: ``_path`` (the file as Spark reports it) plus the fields ``c0 .. c{n-1}`` of every
+            line (trimmed, empty -> null, ``n`` at most ``N_FIELDS``), as Spark's CSV reader
+            returns them.
+        files: One row per file: ``_path, file_index, source_file, header_fields`` (the fields of
+            its first line).
         kind: The raw kind (``prices``, ``indices``, ``news``, ``sentiment``).
 
     Returns:
-        One row per data line: ``source_file``, the line's fields (``_cell0 ..``) and how many of
+        One row per data line: ``file_index``, the line's fields (``_cell0 ..``) and how many of
         them it shows (``_shown``), from which :func:`_record_text` writes the line back as text for
         rejected rows only; one string column per entry of ``USED_COLUMNS[kind]``,
         ``missing_columns`` (required columns the file's header lacks, empty when complete),
         ``header`` (the header as text, or null when the file has none) and ``extra_fields`` (true
-        when the line has more fields than its header).
+        when the line has more fields than its header). A row whose file is not in ``files`` (which
+        never happens) has a null ``file_index`` and lacks every column.
 
     """
     fields = F.col("header_fields")
     known = F.array(*[F.lit(c) for c in KNOWN_COLUMNS[kind]])
     required = F.array(*[F.lit(c) for c in schema.REQUIRED_COLUMNS[kind]])
-    header_table = headers.where(F.size(F.array_intersect(fields, known)) >= 2).select(
-        SOURCE_FILE,
-        fields[0].alias("_h0"),
-        fields[1].alias("_h1"),
-        F.size(fields).alias("_width"),
-        F.array_join(fields, ",").alias("header"),
-        F.array_except(required, fields).alias("missing_columns"),
-        *[F.array_position(fields, name).cast("int").alias(f"_pos_{name}") for name in USED_COLUMNS[kind]],
+    has_header = F.size(F.array_intersect(fields, known)) >= 2
+    header_table = files.select(
+        "_path",
+        FILE_INDEX,
+        *[
+            F.when(has_header, column).alias(name)
+            for name, column in [
+                ("_h0", fields[0]),
+                ("_h1", fields[1]),
+                ("_width", F.size(fields)),
+                ("header", F.array_join(fields, ",")),
+                ("missing_columns", F.array_except(required, fields)),
+                *[(f"_pos_{c}", F.array_position(fields, c).cast("int")) for c in USED_COLUMNS[kind]],
+            ]
+        ],
     )
-    joined = rows.join(F.broadcast(header_table), SOURCE_FILE, "left")
+    joined = rows.join(F.broadcast(header_table), "_path", "left")
     c0 = F.col("c0")
     first = F.when(c0.startswith("\ufeff"), F.substring(c0, 2, 1 << 20)).otherwise(c0)
     is_header = first.eqNullSafe(F.col("_h0")) & F.col("c1").eqNullSafe(F.col("_h1"))
@@ -114,7 +127,7 @@ def parse_rows(rows: DataFrame, headers: DataFrame, kind: str) -> DataFrame:
     shown = F.greatest(width, F.coalesce(_last_present(cells), F.lit(0)))
     extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull()
     return data.select(
-        SOURCE_FILE,
+        FILE_INDEX,
         *[c.alias(f"{_CELL}{i}") for i, c in enumerate(cells)],
         shown.alias(_SHOWN),
         *[_field(F.col(f"_pos_{name}"), cells).alias(name) for name in USED_COLUMNS[kind]],
@@ -221,7 +234,7 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataF
     # Separate projections keep each expression computed once (and the plans small).
     cells = [c for c in frame.columns if c.startswith(_CELL)]
     with_reason = frame.select(
-        SOURCE_FILE,
+        FILE_INDEX,
         *cells,
         _SHOWN,
         "header",
@@ -239,9 +252,9 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataF
     # millions of valid rows never pay for it.
     record = F.when(F.col(STATUS) != VALID, _record_text(with_status))
     return with_status.select(
-        SOURCE_FILE,
+        FILE_INDEX,
         record.alias(RECORD),
-        *[c for c in with_status.columns if c not in (SOURCE_FILE, _SHOWN, "missing_columns", *cells)],
+        *[c for c in with_status.columns if c not in (FILE_INDEX, _SHOWN, "missing_columns", *cells)],
     )
 
 
@@ -253,7 +266,7 @@ def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
         today: Rows dated after this day (the exchange's local date) are ``future date``.
 
     Returns:
-        ``source_file, record, header, symbol, date, open, high, low, close, volume, reason, status``.
+        ``file_index, record, header, symbol, date, open, high, low, close, volume, reason, status``.
 
     """
     numbers = ("Open", "High", "Low", "Close", "Volume")
@@ -284,7 +297,7 @@ def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
         today: Rows dated after this day are ``future date``.
 
     Returns:
-        ``source_file, record, header, symbol, date, close, reason, status``.
+        ``file_index, record, header, symbol, date, close, reason, status``.
 
     """
     optional = ("Open", "High", "Low", "Volume")
@@ -310,7 +323,7 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
         now: Headlines published after this instant (timezone-aware) are ``future date``.
 
     Returns:
-        ``source_file, record, header, symbol, published_at (timestamp), headline, effective_date,
+        ``file_index, record, header, symbol, published_at (timestamp), headline, effective_date,
         reason, status``; ``effective_date`` is the New York calendar date of publication, plus one
         day when published after the 16:00 close.
 
@@ -351,7 +364,7 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
         today: Rows dated after this day are ``future date``.
 
     Returns:
-        ``source_file, record, header, symbol, date, score, reason, status``.
+        ``file_index, record, header, symbol, date, score, reason, status``.
 
     """
     staged = parsed.withColumns({"_date": _raw_date("Date"), "_score": _number("sentiment")})
@@ -405,7 +418,7 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
     group, rest = keys[0], [*keys[1:], STATUS]
     order = Window.partitionBy(group).orderBy(
         *rest,
-        F.col(SOURCE_FILE).desc(),
+        F.col(FILE_INDEX).desc(),
         *[F.col(v).desc() for v in values],
     )
     running = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
