@@ -34,6 +34,17 @@ def test_scores_agree_with_one_at_a_time_scoring() -> None:
     assert score_headlines(texts).tolist() == [sentiment.score_headline(t) for t in texts]
 
 
+def test_recent_scores_are_reused_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sentiment, "RECENT_LIMIT", 3)
+    monkeypatch.setattr(sentiment, "_recent", {})
+    texts = [f"ACME results are {word}" for word in ("great", "terrible", "in", "good", "bad")]
+    first = score_headlines(pd.Series(texts)).tolist()
+    again = score_headlines(pd.Series(texts[::-1])).tolist()[::-1]
+    assert first == again == [sentiment.score_headline(t) for t in texts]
+    assert first[0] > 0 > first[1]
+    assert len(sentiment._recent) <= 3
+
+
 def test_scorers_are_pluggable() -> None:
     assert get_scorer() is score_headlines
     assert get_scorer("tickercast.data.sentiment:score_headlines") is score_headlines

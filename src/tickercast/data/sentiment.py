@@ -24,6 +24,11 @@ Scorer = Callable[[pd.Series], pd.Series]
 
 _compound: CompoundScorer | None = None
 _scorers: dict[str, Scorer] = {}
+# Scores of recently seen headlines. A pandas UDF worker scores batch after batch of one
+# symbol's news, and a symbol's headlines repeat across the batch boundary; the bound keeps a
+# long-lived worker's memory flat (about 10 MB).
+_recent: dict[str, float] = {}
+RECENT_LIMIT = 50_000
 
 
 def _vader() -> CompoundScorer:
@@ -49,14 +54,23 @@ def score_headlines(headlines: pd.Series) -> pd.Series:
 
     """
     codes, uniques = pd.factorize(headlines, use_na_sentinel=True)
-    compound = _vader()
     unique_scores = np.fromiter(
-        (compound(str(text)) for text in uniques), dtype="float64", count=len(uniques)
+        (_remembered_score(str(text)) for text in uniques), dtype="float64", count=len(uniques)
     )
     scores = np.full(len(codes), np.nan)
     present = codes >= 0
     scores[present] = unique_scores[codes[present]]
     return pd.Series(scores, index=headlines.index, name="sentiment")
+
+
+def _remembered_score(text: str) -> float:
+    """Score one headline, from the recent scores when it was seen lately."""
+    score = _recent.get(text)
+    if score is None:
+        if len(_recent) >= RECENT_LIMIT:
+            _recent.clear()
+        score = _recent[text] = _vader()(text)
+    return score
 
 
 def score_headline(headline: str) -> float:

@@ -8,8 +8,6 @@ ones in pandas and the tests hold both to an independent reference.
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Sequence
 
 import pandas as pd
@@ -62,24 +60,31 @@ def trading_calendar(prices: DataFrame) -> DataFrame:
     )
 
 
-# Scores are in [-1, 1] (the scorer's range; raw scores outside it are quarantined). Each is split
-# into two integers, hi = floor(score * 2^30) and lo = floor(the rest * 2^30): the score rounded
-# down to a multiple of 2^-60. Integer sums give the same bits whatever order rows arrive in, as a
-# double sum would not, at a fraction of a decimal sum's cost; they overflow only past 2^33 rows.
-_HALF_BITS = float(2**30)
+# Exact sums. A value is split into two integers, hi = floor(value * 2^b) and lo = floor(the rest
+# * 2^30): the value rounded down to a multiple of 2^-(b+30). Integer sums give the same bits
+# whatever order rows arrive in and wherever a running sum started, as double sums would not, at a
+# fraction of a decimal sum's cost. Sentiment scores lie in [-1, 1] (b = 30: 2^-60 steps; the
+# sums overflow only past 2^33 rows).
+_HALF_BITS = 30
 
 
-def _fixed_point_parts(score: Column) -> tuple[Column, Column]:
-    """Split scores in [-1, 1] into ``(hi, lo)`` longs with ``score ~ hi * 2^-30 + lo * 2^-60``."""
-    scaled = score * F.lit(_HALF_BITS)  # a power of two: exact
+def _fixed_point_parts(value: Column, hi_bits: int = _HALF_BITS) -> tuple[Column, Column]:
+    """Split values into ``(hi, lo)`` longs with ``value ~ hi * 2^-hi_bits + lo * 2^-(hi_bits+30)``."""
+    scaled = value * F.lit(float(2**hi_bits))  # a power of two: exact
     hi = F.floor(scaled)
-    return hi, F.floor((scaled - hi) * F.lit(_HALF_BITS))  # the fraction of a double: exact
+    return hi, F.floor((scaled - hi) * F.lit(float(2**_HALF_BITS)))  # the fraction of a double: exact
+
+
+def _fixed_point_value(hi: Column, lo: Column, hi_bits: int = _HALF_BITS) -> Column:
+    """Turn (sums or differences of) :func:`_fixed_point_parts` back into a double."""
+    return hi.cast("double") / F.lit(float(2**hi_bits)) + lo.cast("double") / F.lit(
+        float(2 ** (hi_bits + _HALF_BITS))
+    )
 
 
 def _fixed_point_mean(hi_sum: Column, lo_sum: Column, count: Column) -> Column:
-    """Turn the sums of :func:`_fixed_point_parts` back into a mean (a double)."""
-    total = hi_sum.cast("double") / F.lit(_HALF_BITS) + lo_sum.cast("double") / F.lit(_HALF_BITS**2)
-    return total / count
+    """Turn the sums of :func:`_fixed_point_parts` of scores back into a mean (a double)."""
+    return _fixed_point_value(hi_sum, lo_sum) / count
 
 
 def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFrame) -> DataFrame:
@@ -172,66 +177,65 @@ def _symbol_spans(prices: DataFrame, calendar: DataFrame) -> DataFrame:
     )
 
 
-def _block(n: int) -> int:
-    """Return the block length for an ``n``-row sum: the largest divisor of ``n`` up to 10."""
-    return max(d for d in range(1, min(n, 10) + 1) if n % d == 0)
-
-
-def _block_name(name: str, block: int) -> str:
-    return f"_b{block}_{name}"
+# The moving sums: (value column, window lengths, hi_bits for the fixed-point parts, or None for
+# counts, which are integers already). Prices and their changes get 2^-50 steps and sum without
+# overflow to 8e12 (a price of 1e7 over 880k rows); squared returns (below 1e3) get 2^-60 steps.
+_PRICE_BITS, _SQUARE_BITS = 20, 30
 
 
 def _sum_name(name: str, n: int) -> str:
     return f"_s{n}_{name}"
 
 
-def _sum_of_blocks(column: str, block: int, count: int, offset: int = 0) -> Column:
-    """Add ``count`` consecutive ``block``-row sums held in ``column``, newest first, ``offset`` rows back."""
-    base = F.col(column)
-    lags = [offset + k * block for k in range(count)]
-    terms = [F.lag(base, lag).over(_by_symbol()) if lag else base for lag in lags]
-    return functools.reduce(operator.add, terms)
+def _running_name(name: str, part: str) -> str:
+    return f"_run_{name}_{part}"
 
 
-def _moving_sums(series: dict[str, tuple[Column, Sequence[int]]]) -> tuple[dict, dict]:
-    """Plan the moving sums: block sums (sliding frames of at most 10 rows), then sums of lagged blocks.
-
-    A sum of up to 5 blocks adds them directly. A longer one (200 rows) adds its inner sums (four
-    of 50 rows), each written out from the block sums: the same order of additions, and so the
-    same bits, as a sum of lagged inner sums, in one window pass.
+def _exact_moving_sums(
+    series: dict[str, tuple[Column, Sequence[int], int | None]],
+) -> tuple[dict[str, Column], dict[str, Column]]:
+    """Plan exact moving sums: running integer sums, then the difference to ``n`` rows back.
 
     Returns:
-        ``(blocks, sums)``: the block-sum columns and the moving sums built from them with ``lag``.
+        ``(running, sums)``: the running-sum columns (one running frame for all) and each moving
+        sum (a ``lag`` per window length) read from them.
 
     """
-    blocks: dict[str, Column] = {}
+    by_symbol = _by_symbol()
+    running_frame = by_symbol.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    running: dict[str, Column] = {}
     sums: dict[str, Column] = {}
-    for name, (value, windows) in series.items():
+    for name, (value, windows, hi_bits) in series.items():
+        if hi_bits is None:
+            parts = {"n": value}
+        else:
+            parts = dict(zip("hl", _fixed_point_parts(value, hi_bits), strict=True))
+        for part, column in parts.items():
+            running[_running_name(name, part)] = F.sum(column).over(running_frame)
         for n in windows:
-            inner = n
-            if n // _block(n) > 5:  # e.g. 200: four 50-row sums
-                inner = next(m for m in windows if n % m == 0 and m < n and n // m <= 5)
-            block = _block(inner)
-            frame = _by_symbol().rowsBetween(-(block - 1), Window.currentRow)
-            blocks[_block_name(name, block)] = F.sum(value).over(frame)
-            parts = [
-                _sum_of_blocks(_block_name(name, block), block, inner // block, offset=i * inner)
-                for i in range(n // inner)
-            ]
-            sums[_sum_name(name, n)] = functools.reduce(operator.add, parts)
-    return blocks, sums
+            # Nothing before a symbol's (or an incremental tail's) first row: a running sum of 0.
+            diff = {
+                part: F.col(_running_name(name, part))
+                - F.coalesce(F.lag(_running_name(name, part), n).over(by_symbol), F.lit(0))
+                for part in parts
+            }
+            sums[_sum_name(name, n)] = (
+                diff["n"] if hi_bits is None else _fixed_point_value(diff["h"], diff["l"], hi_bits)
+            )
+    return running, sums
 
 
 def window_features(rows: DataFrame) -> DataFrame:
     """Add the per-symbol indicators and the imputed sentiment.
 
     Spark recomputes a sliding frame from scratch for every row, so a 200-row mean would cost 200
-    additions per row. Instead each moving sum adds up short block sums (``_block``: 10 rows for
-    20 and 50, 7 for RSI's 14; the 200-row sum adds four 50-row sums) read back with ``lag``. That
-    is a fixed expression over exactly the window's rows, so a value never depends on where the
-    computation started (an incremental run recomputing a tail gets the same bits as a full run),
-    at a cost of a few operations per row. Row counts come from ``row_number``; sentiment is
-    carried with running (unbounded) frames.
+    additions per row. Instead every moving sum is the difference of two running sums, ``n`` rows
+    apart. A double running sum would make a value depend on where the sum started (an incremental
+    run recomputing a tail would get other bits than a full run), so the running sums are exact
+    integer sums of fixed-point parts (see :func:`_fixed_point_parts`): the difference is exactly
+    the sum of the window's rounded values, whatever came before, at the cost of one running frame
+    and a ``lag`` per window length. Row counts come from ``row_number``; sentiment is carried with
+    the same running frame.
 
     Args:
         rows: ``symbol, date, open, high, low, close, volume, time_idx, sentiment_mean, news_count``
@@ -257,16 +261,20 @@ def window_features(rows: DataFrame) -> DataFrame:
         }
     )
     ret, delta = F.col(schema.LOG_RETURN), F.col("_delta")
+    rsi_window = (schema.RSI_WINDOW,)
     series = {
-        "close": (close, schema.MA_WINDOWS),
-        "ret2": (ret * ret, schema.RV_WINDOWS),
-        "gain": (F.greatest(delta, F.lit(0.0)), (schema.RSI_WINDOW,)),
-        "loss": (F.greatest(-delta, F.lit(0.0)), (schema.RSI_WINDOW,)),
+        "close": (close, schema.MA_WINDOWS, _PRICE_BITS),
+        "ret2": (ret * ret, schema.RV_WINDOWS, _SQUARE_BITS),
+        "gain": (F.greatest(delta, F.lit(0.0)), rsi_window, _PRICE_BITS),
+        "loss": (F.greatest(-delta, F.lit(0.0)), rsi_window, _PRICE_BITS),
+        # Counts decide RSI's "no losses" and "no gains" exactly, whatever the rounding of the sums.
+        "ups": ((delta > 0).cast("long"), rsi_window, None),
+        "downs": ((delta < 0).cast("long"), rsi_window, None),
     }
-    blocks, sums = _moving_sums(series)
+    running_sums, sums = _exact_moving_sums(series)
     out = out.withColumns(
         {
-            **blocks,
+            **running_sums,
             "_obs_row": F.last(F.when(observed, F.col("_row")), True).over(running),
             "_obs_idx": F.last(F.when(observed, F.col(schema.TIME_IDX)), True).over(running),
             "_obs_value": F.last(F.col("sentiment_mean"), True).over(running),
@@ -295,18 +303,18 @@ def window_features(rows: DataFrame) -> DataFrame:
     )
     columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
     columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
-    helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *blocks]
+    helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *running_sums]
     helpers += [*sums, *(_sum_name("ret", n) for n in schema.RV_WINDOWS)]
     return out.withColumns(columns).drop(*helpers)
 
 
 def _rsi(row: Column, n: int) -> Column:
-    # A sum of non-negative doubles is 0 exactly when every term is: no rounding dust to count out.
     gains, losses = F.col(_sum_name("gain", n)), F.col(_sum_name("loss", n))
+    ups, downs = F.col(_sum_name("ups", n)), F.col(_sum_name("downs", n))
     rsi = F.lit(100.0) - F.lit(100.0) / (F.lit(1.0) + gains / losses)
     return (
         F.when(row < n + 1, F.lit(None).cast("double"))
-        .when(losses == 0, F.when(gains == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
+        .when(downs == 0, F.when(ups == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
         .otherwise(rsi)
     )
 
