@@ -113,6 +113,17 @@ def test_too_many_bad_rows_publish_nothing(full_run, copy_root) -> None:
     assert not list((root / "curated").glob(".staging-*"))
 
 
+def test_a_price_too_large_to_sum_exactly_publishes_nothing(full_run, copy_root) -> None:
+    _, _, source = full_run
+    root = copy_root(source)
+    before = (tree_digest(root / "curated"), tree_digest(root / "quarantine"))
+    rows = "".join(f"2020-01-0{day},HUGE,1e15,1e15,1e15,1e15,10\n" for day in (2, 3, 6))
+    (root / "raw" / "prices" / "c-huge.csv").write_text("Date,Symbol,Open,High,Low,Close,Volume\n" + rows)
+    with pytest.raises(UserError, match=r"too large to sum exactly.*nothing published"):
+        _run(root)
+    assert (tree_digest(root / "curated"), tree_digest(root / "quarantine")) == before
+
+
 def test_missing_prices_is_a_one_line_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tickercast", "preprocess", "--data", str(tmp_path)],

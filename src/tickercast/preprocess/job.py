@@ -110,8 +110,14 @@ def run_job(
     try:
         with job_conf(spark):
             result = _run(spark, settings, inputs, run_id, staging, cached, full=full, today=today, now=now)
-    except Exception:
+    except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if _is_overflow(exc):
+            raise UserError(
+                "a value in the raw data is too large to sum exactly (the moving sums allow prices up "
+                "to about 8e12 / rows of history; see docs/preprocessing.md): check the raw prices for "
+                "a misplaced exponent; nothing published, previous output kept"
+            ) from exc
         raise
     finally:
         for frame in cached:
@@ -120,6 +126,13 @@ def run_job(
             spark.stop()
     result.duration_s = time.monotonic() - started
     return result
+
+
+def _is_overflow(exc: Exception) -> bool:
+    """Tell whether Spark stopped on an integer overflow (an exact sum out of range)."""
+    from pyspark.errors import ArithmeticException
+
+    return isinstance(exc, ArithmeticException)
 
 
 def _first_lines(spark: SparkSession, files: list[io.InputFile]) -> dict[str, list[str]]:

@@ -425,10 +425,14 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
     same_key_as_previous = functools.reduce(
         operator.and_, [F.lag(F.col(c)).over(order).eqNullSafe(F.col(c)) for c in rest]
     )
-    row = F.struct(*values)
     ranked = checked.withColumn("_first", ~F.coalesce(same_key_as_previous, F.lit(False)))
-    ranked = ranked.withColumn("_winner", F.last(F.when(F.col("_first"), row), True).over(running))
-    same = row.eqNullSafe(F.col("_winner"))
+    if set(values) <= set(keys):
+        # The values are part of the key (news): a repeated key is always an exact duplicate.
+        same = F.lit(True)
+    else:
+        row = F.struct(*values)
+        ranked = ranked.withColumn("_winner", F.last(F.when(F.col("_first"), row), True).over(running))
+        same = row.eqNullSafe(F.col("_winner"))
     keep = (F.col(STATUS) != VALID) | F.col("_first")
     status = F.when(keep, F.col(STATUS)).when(same, F.lit(DUPLICATE)).otherwise(F.lit(SUPERSEDED))
     reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
