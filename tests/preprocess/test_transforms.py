@@ -157,3 +157,14 @@ def test_first_lines_skips_blank_lines_and_a_bom_and_survives_bad_bytes(tmp_path
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     assert first_lines(str(empty)) == []
+
+
+def test_hidden_raw_files_are_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "raw" / "prices"
+    folder.mkdir(parents=True)
+    for name in ("a.csv", "_draft.csv", ".partial.csv"):
+        (folder / name).write_text("Date,Symbol,Close\n")
+    assert [f.name for f in io.list_inputs(tmp_path)] == ["prices/a.csv"]
+    assert "_draft.csv" in caplog.text and ".partial.csv" in caplog.text

@@ -15,6 +15,7 @@ import ctypes.util
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tickercast import schema
+
+log = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".staging-"
 FEATURES_MANIFEST_COPY = "_manifest.json"
@@ -52,6 +55,9 @@ def list_inputs(data_root: Path) -> list[InputFile]:
     Args:
         data_root: The data root.
 
+    Names starting with ``.`` or ``_`` are hidden files to Spark and Hadoop, which never read them:
+    they are left out, with a warning, rather than reported as empty.
+
     Returns:
         The files sorted by kind and name.
 
@@ -62,7 +68,9 @@ def list_inputs(data_root: Path) -> list[InputFile]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.csv")):
-            if path.is_file():
+            if path.name.startswith((".", "_")):
+                log.warning("ignored %s: Spark skips files whose names start with '.' or '_'", path)
+            elif path.is_file():
                 stat = path.stat()
                 files.append(InputFile(kind, path.resolve(), stat.st_size, stat.st_mtime_ns))
     return files

@@ -154,19 +154,16 @@ def _files_of(inputs: list[io.InputFile], kind: str) -> list[io.InputFile]:
     return sorted((f for f in inputs if f.kind == kind), key=lambda f: f.name)
 
 
-def _scan_paths(spark: SparkSession, files: list[io.InputFile]) -> dict[str, str]:
-    """Map each raw file's local path to the path Spark's readers report for its rows.
+def _reported_paths(frame: DataFrame) -> dict[str, str]:
+    """Map each local path a file read covers to the path Spark reports for its rows.
 
     That is the qualified, URL-encoded URI (``file:///data/raw/prices/a%20b.csv``) that
-    ``input_file_name()`` returns; Hadoop's own ``Path`` makes it, so the two always agree.
+    ``input_file_name()`` returns; Spark lists the same strings (one call), and decoding one gives
+    the local path back.
     """
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    scanned = {}
-    for f in files:
-        path = jvm.org.apache.hadoop.fs.Path(str(f.path))
-        scanned[str(f.path)] = path.getFileSystem(conf).makeQualified(path).toUri().toString()
-    return scanned
+    from urllib.parse import unquote, urlparse
+
+    return {unquote(urlparse(uri).path): uri for uri in frame.inputFiles()}
 
 
 def _read_rows(
@@ -193,19 +190,23 @@ def _read_rows(
 
     files_ddl = f"_path STRING, {FILE_INDEX} INT, {SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
     of_kind = _files_of(files, kind)
-    scanned = _scan_paths(spark, of_kind)
-    table = [(scanned[str(f.path)], i, f.name, firsts[str(f.path)]) for i, f in enumerate(of_kind)]
-    width = min(N_FIELDS, max((len(row[-1]) for row in table), default=1) + 1)
+    width = min(N_FIELDS, max((len(firsts[str(f.path)]) for f in of_kind), default=1) + 1)
     ddl = ", ".join(f"c{i} STRING" for i in range(width))
-    file_table = spark.createDataFrame(table, files_ddl)
-    if not table:
-        return spark.createDataFrame([], f"_path STRING, {ddl}"), file_table
+    if not of_kind:
+        return spark.createDataFrame([], f"_path STRING, {ddl}"), spark.createDataFrame([], files_ddl)
     frame = (
         spark.read.schema(ddl)
         .options(header=False, escape='"', ignoreLeadingWhiteSpace=True, ignoreTrailingWhiteSpace=True)
         .csv([str(f.path) for f in of_kind])
     )
-    return frame.select(F.input_file_name().alias("_path"), *frame.columns), file_table
+    reported = _reported_paths(frame)
+    # A file Spark would not list (none so far) keeps its local path: it then reads as empty.
+    table = [
+        (reported.get(str(f.path), str(f.path)), i, f.name, firsts[str(f.path)])
+        for i, f in enumerate(of_kind)
+    ]
+    rows = frame.select(F.input_file_name().alias("_path"), *frame.columns)
+    return rows, spark.createDataFrame(table, files_ddl)
 
 
 def _validated(
