@@ -52,11 +52,11 @@ class InputFile:
 def list_inputs(data_root: Path) -> list[InputFile]:
     """List every raw CSV under ``DIR/raw/<kind>/`` (a directory listing; no file is opened).
 
-    Args:
-        data_root: The data root.
-
     Names starting with ``.`` or ``_`` are hidden files to Spark and Hadoop, which never read them:
     they are left out, with a warning, rather than reported as empty.
+
+    Args:
+        data_root: The data root.
 
     Returns:
         The files sorted by kind and name.
