@@ -23,6 +23,11 @@ def _by_symbol():
     return Window.partitionBy(schema.SYMBOL).orderBy(schema.DATE)
 
 
+def _running_by_symbol():
+    """Each symbol's rows up to the current one: one frame that every running sum and carry shares."""
+    return _by_symbol().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+
+
 def _score_batch(headlines: pd.Series) -> pd.Series:
     from tickercast.data.sentiment import score_headlines
 
@@ -201,8 +206,7 @@ def _exact_moving_sums(
         sum (a ``lag`` per window length) read from them.
 
     """
-    by_symbol = _by_symbol()
-    running_frame = by_symbol.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    by_symbol, running_frame = _by_symbol(), _running_by_symbol()
     running: dict[str, Column] = {}
     sums: dict[str, Column] = {}
     for name, (value, windows, hi_bits) in series.items():
@@ -246,8 +250,7 @@ def window_features(rows: DataFrame) -> DataFrame:
         ``rsi_14``, ``sentiment``, ``sentiment_observed``.
 
     """
-    by_symbol = _by_symbol()
-    running = by_symbol.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    by_symbol, running = _by_symbol(), _running_by_symbol()
     close = F.col(schema.CLOSE)
     observed = F.col("sentiment_mean").isNotNull()
     prev_close = F.lag(close).over(by_symbol)

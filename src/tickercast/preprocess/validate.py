@@ -102,20 +102,17 @@ def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
     known = F.array(*[F.lit(c) for c in KNOWN_COLUMNS[kind]])
     required = F.array(*[F.lit(c) for c in schema.REQUIRED_COLUMNS[kind]])
     has_header = F.size(F.array_intersect(fields, known)) >= 2
+    # What a file's header says, null for a file without one.
+    from_header = {
+        "_h0": fields[0],
+        "_h1": fields[1],
+        "_width": F.size(fields),
+        "header": F.array_join(fields, ","),
+        "missing_columns": F.array_except(required, fields),
+        **{f"_pos_{c}": F.array_position(fields, c).cast("int") for c in USED_COLUMNS[kind]},
+    }
     header_table = files.select(
-        "_path",
-        FILE_INDEX,
-        *[
-            F.when(has_header, column).alias(name)
-            for name, column in [
-                ("_h0", fields[0]),
-                ("_h1", fields[1]),
-                ("_width", F.size(fields)),
-                ("header", F.array_join(fields, ",")),
-                ("missing_columns", F.array_except(required, fields)),
-                *[(f"_pos_{c}", F.array_position(fields, c).cast("int")) for c in USED_COLUMNS[kind]],
-            ]
-        ],
+        "_path", FILE_INDEX, *[F.when(has_header, column).alias(name) for name, column in from_header.items()]
     )
     joined = rows.join(F.broadcast(header_table), "_path", "left")
     c0 = F.col("c0")
