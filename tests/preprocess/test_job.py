@@ -66,6 +66,11 @@ def test_manifest_describes_the_published_dataset(full_run, raw_data: RawData) -
         s: {"first_date": str(r["min"]), "last_date": str(r["max"]), "rows": int(r["size"])}
         for s, r in per_symbol.iterrows()
     }
+    assert manifest["calendar"] == {
+        "first_date": str(curated["date"].min()),
+        "last_date": str(curated["date"].max()),
+        "trading_dates": curated["date"].nunique(),
+    }
     assert manifest["columns"] == list(curated.columns)
     copy = json.loads((root / "curated" / "features" / "_manifest.json").read_text())
     assert copy["data_version"] == manifest["data_version"]

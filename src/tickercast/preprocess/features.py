@@ -92,7 +92,34 @@ def _fixed_point_mean(hi_sum: Column, lo_sum: Column, count: Column) -> Column:
     return _fixed_point_value(hi_sum, lo_sum) / count
 
 
-def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFrame) -> DataFrame:
+def sentiment_lookups(prices: DataFrame, calendar: DataFrame) -> dict[str, DataFrame]:
+    """Build the small tables :func:`daily_sentiment` looks observations up in.
+
+    Args:
+        prices: Valid price rows (``symbol, date``), one per symbol and date.
+        calendar: Output of :func:`trading_calendar`.
+
+    Returns:
+        ``bounds`` (one row: ``_first_day, _last_day``), ``days`` (one row per calendar day of the
+        price history: ``_day, _next_idx``, the next trading ``time_idx``) and ``spans`` (one row per
+        symbol, see :func:`symbol_spans`). A caller may collect them (they grow with days and
+        symbols, not rows) and pass them back as local tables.
+
+    """
+    bounds = calendar.agg(F.min(schema.DATE).alias("_first_day"), F.max(schema.DATE).alias("_last_day"))
+    return {
+        "bounds": bounds,
+        "days": _next_trading_index(calendar, bounds),
+        "spans": symbol_spans(prices, calendar),
+    }
+
+
+def daily_sentiment(
+    prices: DataFrame,
+    calendar: DataFrame,
+    observations: DataFrame,
+    lookups: dict[str, DataFrame] | None = None,
+) -> DataFrame:
     """Aggregate sentiment observations per symbol and trading date, as of the close.
 
     Each observation counts for its symbol's first trading row dated on or after its effective
@@ -108,6 +135,7 @@ def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFr
         prices: Valid price rows (``symbol, date``), one per symbol and date.
         calendar: Output of :func:`trading_calendar`.
         observations: ``symbol, effective_date, score``.
+        lookups: Output of :func:`sentiment_lookups` (built here when omitted).
 
     Returns:
         ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations,
@@ -115,9 +143,8 @@ def daily_sentiment(prices: DataFrame, calendar: DataFrame, observations: DataFr
         fixed-point sum over the count, so it does not depend on the order rows arrive in.
 
     """
-    bounds = calendar.agg(F.min(schema.DATE).alias("_first_day"), F.max(schema.DATE).alias("_last_day"))
-    spans = _symbol_spans(prices, calendar)
-    at_or_after = _next_trading_index(calendar, bounds)
+    lookups = lookups or sentiment_lookups(prices, calendar)
+    bounds, at_or_after, spans = lookups["bounds"], lookups["days"], lookups["spans"]
     # Anything before the first trading date counts for the first one.
     day = F.greatest(F.col("effective_date"), F.col("_first_day"))
     market_idx = F.greatest("_next_idx", "_first_idx")
@@ -155,11 +182,15 @@ def _next_trading_index(calendar: DataFrame, bounds: DataFrame) -> DataFrame:
     )
 
 
-def _symbol_spans(prices: DataFrame, calendar: DataFrame) -> DataFrame:
-    """Find each symbol's first and last trading index and the gaps in its history.
+def symbol_spans(prices: DataFrame, calendar: DataFrame) -> DataFrame:
+    """Find each symbol's first and last trading index, its row count and the gaps in its history.
+
+    Args:
+        prices: Valid price rows (``symbol, date``), one per symbol and date.
+        calendar: Output of :func:`trading_calendar`.
 
     Returns:
-        ``symbol, _first_idx, _last_idx, _gaps``: one row per symbol; ``_gaps`` lists
+        ``symbol, _first_idx, _last_idx, _rows, _gaps``: one row per symbol; ``_gaps`` lists
         ``(_prev, _idx)`` for each row whose previous row is more than one trading day back.
 
     """
@@ -170,13 +201,20 @@ def _symbol_spans(prices: DataFrame, calendar: DataFrame) -> DataFrame:
     return (
         prices.select(schema.SYMBOL, schema.DATE)
         .join(F.broadcast(calendar), schema.DATE)
-        .select(schema.SYMBOL, schema.TIME_IDX, prev_idx.alias("_prev"), next_idx.alias("_next"))
+        .select(
+            schema.SYMBOL,
+            schema.TIME_IDX,
+            prev_idx.alias("_prev"),
+            next_idx.alias("_next"),
+            F.row_number().over(by_symbol).alias("_row"),
+        )
         # Only a symbol's first and last rows and the rows after a gap matter: a small remainder.
         .where(F.col("_prev").isNull() | F.col("_next").isNull() | gap)
         .groupBy(schema.SYMBOL)
         .agg(
             F.min(idx).alias("_first_idx"),
             F.max(idx).alias("_last_idx"),
+            F.max("_row").alias("_rows"),  # the last row's number
             F.collect_list(F.when(gap, F.struct(F.col("_prev"), idx.alias("_idx")))).alias("_gaps"),
         )
     )

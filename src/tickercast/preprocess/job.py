@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from tickercast.errors import UserError
 from tickercast.preprocess import io, spec
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, Row, SparkSession
 
     from tickercast.config import Settings
 
@@ -265,29 +266,46 @@ def _validated(
 
 
 def _file_stats(
-    frames: dict[str, DataFrame], inputs: list[io.InputFile]
-) -> list[tuple[str, str, str, str | None, int]]:
-    """Collect (kind, source_file, status, reason, rows): one small row per file and outcome."""
+    spark: SparkSession, frames: dict[str, DataFrame], inputs: list[io.InputFile]
+) -> tuple[list[tuple[str, str, str, str | None, int]], list[dt.date]]:
+    """Collect (kind, source_file, status, reason, rows), one small row per file and outcome.
+
+    The same pass over the rows builds the caches and gathers the trading dates (the distinct
+    dates of valid prices, a few thousand at most), so no later query reads the prices for them.
+
+    Returns:
+        ``(stats, trading_dates)``, the dates in order.
+
+    """
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
+    from tickercast.preprocess.session import sql_conf
     from tickercast.preprocess.validate import FILE_INDEX
 
-    parts = [
-        frame.groupBy(FILE_INDEX, "status", "reason")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .withColumn("kind", F.lit(kind))
-        for kind, frame in frames.items()
-    ]
+    trading_dates = Observation("trading_dates")
+    parts = []
+    for kind, frame in frames.items():
+        if kind == schema.RAW_PRICES:
+            # A duplicate or superseded row shares its date with the valid row that won.
+            valid_date = F.when(F.col("status") == "valid", F.col(schema.DATE))
+            frame = frame.observe(trading_dates, F.collect_set(valid_date).alias("dates"))
+        counts = frame.groupBy(FILE_INDEX, "status", "reason").agg(F.count(F.lit(1)).alias("n"))
+        parts.append(counts.withColumn("kind", F.lit(kind)))
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
+    # Adaptive execution would first build each cache in a stage of its own, then read it back to
+    # count; without it the counts are taken as the cache is built.
+    with sql_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
+        collected = union.collect()
     names = {kind: [f.name for f in _files_of(inputs, kind)] for kind in frames}
     stats = []
-    for r in union.collect():
+    for r in collected:
         if r[FILE_INDEX] is None:  # Spark reported a path the job did not list: a bug, not bad data
             raise UserError(f"{r['n']} {r['kind']} rows could not be traced to their file; nothing published")
         stats.append((r["kind"], names[r["kind"]][r[FILE_INDEX]], r["status"], r["reason"], int(r["n"])))
-    return stats
+    return stats, sorted(trading_dates.get["dates"])
 
 
 def _summarise(stats, inputs: list[io.InputFile]) -> tuple[dict, dict, dict, list[str]]:
@@ -325,13 +343,11 @@ def _run(
     today: dt.date,
     now: dt.datetime,
 ) -> JobResult:
-    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    from tickercast.preprocess import features
-
     frames = _validated(spark, inputs, today, now, cached)
-    counts, by_kind, reasons, warnings = _summarise(_file_stats(frames, inputs), inputs)
+    stats, trading_dates = _file_stats(spark, frames, inputs)
+    counts, by_kind, reasons, warnings = _summarise(stats, inputs)
     limit = settings.spark.max_bad_fraction
     if counts["read"] == 0:
         raise UserError("the raw files hold no data rows; nothing to preprocess (previous output kept)")
@@ -347,46 +363,19 @@ def _run(
         raise UserError("no valid price rows; nothing published, previous output kept")
 
     valid = {kind: frame.where(F.col("status") == "valid") for kind, frame in frames.items()}
-    prices = valid[schema.RAW_PRICES].select(
-        schema.SYMBOL, schema.DATE, schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME
-    )
-    indices = valid[schema.RAW_INDICES].select(schema.SYMBOL, schema.DATE, schema.CLOSE)
-    index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
-
-    calendar = features.trading_calendar(prices).persist()
-    cached.append(calendar)
-    observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
-    sentiment = features.daily_sentiment(prices, calendar, observations)
-    market = features.market_table(indices, calendar, index_symbols) if index_symbols else None
-
-    previous = io.read_manifest(settings.manifest_path)
-    mode, reason = "full", "--full" if full else "no previous output"
-    curated = None
-    if not full and previous is not None:
-        curated, reason = _incremental(
-            spark, settings, previous, prices, calendar, sentiment, market, index_symbols
+    # Rejected rows are ready: the quarantine is written while the driver plans the features.
+    with ThreadPoolExecutor(1) as background:
+        quarantined = staging / "quarantine"
+        quarantine = background.submit(_write_quarantine, spark, frames, inputs, run_id, quarantined)
+        mode, reason, content = _write_features(
+            spark,
+            settings,
+            valid,
+            trading_dates,
+            staging / "features",
+            full=full,
         )
-        if curated is not None:
-            mode = "incremental"
-    if curated is None:
-        curated = features.curated(prices, calendar, sentiment, market, index_symbols)
-    log.info("mode: %s (%s)", mode, reason)
-
-    staged_features = staging / "features"
-    # The content hash and the row count are gathered as the rows are written, not read back.
-    observation = Observation("curated_content")
-    curated = curated.observe(observation, *_content_metrics(curated))
-    writer = curated.write.mode("overwrite")
-    for column in curated.schema.fields:
-        if column.dataType.typeName() == "double":
-            # Prices and indicators rarely repeat: a dictionary is built, then dropped, per page.
-            writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
-    writer.parquet(str(staged_features))
-    written = spark.read.parquet(str(staged_features))
-    content = _content_stats(written, observation.get)
-
-    quarantine = _quarantine(spark, frames, inputs, run_id)
-    quarantine.write.mode("overwrite").parquet(str(staging / "quarantine"))
+        quarantine.result()
 
     counts["written"] = content["rows"]
     manifest = {
@@ -402,13 +391,13 @@ def _run(
         "quarantine_reasons": reasons,
         "warnings": warnings,
         "columns": content["columns"],
-        "index_symbols": index_symbols,
+        "index_symbols": content["index_symbols"],
         "calendar": content["calendar"],
         "symbols": content["symbols"],
         "max_bad_fraction": limit,
     }
     io.write_json(staging / schema.MANIFEST_FILE, manifest)
-    io.write_json(staged_features / io.FEATURES_MANIFEST_COPY, manifest)
+    io.write_json(staging / "features" / io.FEATURES_MANIFEST_COPY, manifest)
     io.publish(
         staging,
         {
@@ -431,6 +420,101 @@ def _run(
         quarantine_dir=settings.quarantine_dir,
         details={"mode_reason": reason},
     )
+
+
+def _collected(spark: SparkSession, frame: DataFrame) -> tuple[list[Row], DataFrame]:
+    """Compute a small table once; return its rows and a local table of them.
+
+    For tables that grow with trading dates or symbols, not rows, and are broadcast anyway: the
+    feature query then broadcasts them from the driver instead of recomputing each in a chain of
+    tiny stages.
+    """
+    rows = frame.collect()
+    return rows, spark.createDataFrame(rows, frame.schema)
+
+
+def _write_features(
+    spark: SparkSession,
+    settings: Settings,
+    valid: dict[str, DataFrame],
+    trading_dates: list[dt.date],
+    out: Path,
+    *,
+    full: bool,
+) -> tuple[str, str, dict[str, Any]]:
+    """Compute the curated rows (in full or incrementally) and write them to ``out``.
+
+    Args:
+        spark: The session.
+        settings: Effective settings (where the previous output is).
+        valid: The valid rows of each raw kind.
+        trading_dates: The distinct dates of the valid prices, in order.
+        out: The staged features directory.
+        full: Recompute every row.
+
+    Returns:
+        ``(mode, why, content)``: ``full`` or ``incremental``, the reason for the mode, and
+        :func:`_content_stats` of the written rows with the ``index_symbols`` found.
+
+    """
+    from pyspark.sql import Observation, Row
+
+    from tickercast.preprocess import features
+
+    prices = valid[schema.RAW_PRICES].select(
+        schema.SYMBOL, schema.DATE, schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME
+    )
+    indices = valid[schema.RAW_INDICES].select(schema.SYMBOL, schema.DATE, schema.CLOSE)
+    index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
+
+    # The trading calendar, as features.trading_calendar numbers it, from the dates already gathered.
+    calendar_rows = [Row(**{schema.DATE: d, schema.TIME_IDX: i}) for i, d in enumerate(trading_dates)]
+    calendar = spark.createDataFrame(calendar_rows, f"{schema.DATE} DATE, {schema.TIME_IDX} BIGINT")
+    small = features.sentiment_lookups(prices, calendar)
+    if index_symbols:
+        small["market"] = features.market_table(indices, calendar, index_symbols)
+    # Independent small queries: run side by side, their latencies overlap.
+    with ThreadPoolExecutor(len(small)) as pool:
+        lookups = dict(
+            zip(small, pool.map(lambda frame: _collected(spark, frame), small.values()), strict=True)
+        )
+    market = lookups.pop("market")[1] if index_symbols else None
+    observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
+    sentiment = features.daily_sentiment(
+        prices, calendar, observations, {name: table for name, (_, table) in lookups.items()}
+    )
+
+    previous = io.read_manifest(settings.manifest_path)
+    mode, reason = "full", "--full" if full else "no previous output"
+    curated = None
+    if not full and previous is not None:
+        curated, reason = _incremental(
+            spark, settings, previous, prices, calendar, sentiment, market, index_symbols
+        )
+        if curated is not None:
+            mode = "incremental"
+    if curated is None:
+        curated = features.curated(prices, calendar, sentiment, market, index_symbols)
+    log.info("mode: %s (%s)", mode, reason)
+
+    # The content hash and the row count are gathered as the rows are written, not read back.
+    observation = Observation("curated_content")
+    observed = curated.observe(observation, *_content_metrics(curated))
+    writer = observed.write.mode("overwrite")
+    for column in curated.schema.fields:
+        if column.dataType.typeName() == "double":
+            # Prices and indicators rarely repeat: a dictionary is built, then dropped, per page.
+            writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
+    writer.parquet(str(out))
+    content = _content_stats(curated, observation.get, calendar_rows, lookups["spans"][0])
+    return mode, reason, {**content, "index_symbols": index_symbols}
+
+
+def _write_quarantine(
+    spark: SparkSession, frames: dict[str, DataFrame], inputs: list[io.InputFile], run_id: str, out: Path
+) -> None:
+    """Write the rejected rows (see :func:`_quarantine`) to ``out``."""
+    _quarantine(spark, frames, inputs, run_id).write.mode("overwrite").parquet(str(out))
 
 
 def _scored_news(news: DataFrame) -> DataFrame:
@@ -535,29 +619,30 @@ def _content_metrics(curated: DataFrame) -> list[Column]:
     ]
 
 
-def _content_stats(written: DataFrame, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Hash the curated content and gather per-symbol and calendar ranges (small aggregates).
+def _content_stats(
+    curated: DataFrame, metrics: dict[str, Any], calendar: list[Row], spans: list[Row]
+) -> dict[str, Any]:
+    """Hash the curated content and gather the calendar and per-symbol ranges.
 
     Args:
-        written: The curated rows as written (read back from the staged Parquet).
+        curated: The curated rows as written (only their schema is read).
         metrics: The values of :func:`_content_metrics`, observed while the rows were written.
+        calendar: The rows of the trading calendar (``date, time_idx``).
+        spans: The rows of :func:`tickercast.preprocess.features.symbol_spans`: every symbol the
+            curated rows hold, one row per trading date of its history (an incremental run
+            writes the same rows as a full one).
 
     """
-    from pyspark.sql import functions as F
-
-    trading_dates = written.select(schema.DATE).distinct().count()
-    per_symbol = written.groupBy(schema.SYMBOL).agg(
-        F.min(schema.DATE).alias("first"), F.max(schema.DATE).alias("last"), F.count(F.lit(1)).alias("rows")
-    )
+    dates = {r[schema.TIME_IDX]: r[schema.DATE] for r in calendar}
     symbols = {
         r[schema.SYMBOL]: {
-            "first_date": r["first"].isoformat(),
-            "last_date": r["last"].isoformat(),
-            "rows": r["rows"],
+            "first_date": dates[r["_first_idx"]].isoformat(),
+            "last_date": dates[r["_last_idx"]].isoformat(),
+            "rows": r["_rows"],
         }
-        for r in per_symbol.collect()
+        for r in spans
     }
-    columns = [[f.name, f.dataType.simpleString()] for f in written.schema.fields]
+    columns = [[f.name, f.dataType.simpleString()] for f in curated.schema.fields]
     data_version = io.content_hash(
         [schema.SCHEMA_VERSION, columns, *(metrics[k] for k in ("rows", "xor", "xsum_hi", "xsum_lo"))]
     )
@@ -568,7 +653,7 @@ def _content_stats(written: DataFrame, metrics: dict[str, Any]) -> dict[str, Any
         "calendar": {
             "first_date": metrics["first"].isoformat() if metrics["first"] else None,
             "last_date": metrics["last"].isoformat() if metrics["last"] else None,
-            "trading_dates": trading_dates,
+            "trading_dates": len(calendar),
         },
         "symbols": dict(sorted(symbols.items())),
     }

@@ -95,10 +95,10 @@ def get_session(
 
 
 @contextmanager
-def job_conf(session: SparkSession) -> Iterator[None]:
-    """Apply :data:`JOB_SQL_CONF` to a session for the duration of a run, then restore it."""
-    previous = {key: session.conf.get(key, None) for key in JOB_SQL_CONF}
-    for key, value in JOB_SQL_CONF.items():
+def sql_conf(session: SparkSession, options: dict[str, str]) -> Iterator[None]:
+    """Set runtime SQL options on a session for the duration of a block, then restore them."""
+    previous = {key: session.conf.get(key, None) for key in options}
+    for key, value in options.items():
         session.conf.set(key, value)
     try:
         yield
@@ -108,3 +108,8 @@ def job_conf(session: SparkSession) -> Iterator[None]:
                 session.conf.unset(key)
             else:
                 session.conf.set(key, value)
+
+
+def job_conf(session: SparkSession):
+    """Apply :data:`JOB_SQL_CONF` to a session for the duration of a run, then restore it."""
+    return sql_conf(session, JOB_SQL_CONF)
