@@ -16,7 +16,7 @@ D = dt.date
 def test_trading_calendar_numbers_dates_densely(spark) -> None:
     from pyspark.testing import assertDataFrameEqual
 
-    from tickercast.preprocess.features import trading_calendar
+    from tickercast.preprocess.features import local_calendar, trading_calendar
 
     prices = spark.createDataFrame(
         [("A", D(2024, 1, 5)), ("B", D(2024, 1, 2)), ("A", D(2024, 1, 2)), ("B", D(2024, 1, 8))],
@@ -26,6 +26,8 @@ def test_trading_calendar_numbers_dates_densely(spark) -> None:
         [(D(2024, 1, 2), 0), (D(2024, 1, 5), 1), (D(2024, 1, 8), 2)], "date date, time_idx long"
     )
     assertDataFrameEqual(trading_calendar(prices), expected)
+    # The job builds the same table from the dates it gathered while counting rows.
+    assertDataFrameEqual(local_calendar(spark, [D(2024, 1, 2), D(2024, 1, 5), D(2024, 1, 8)]), expected)
 
 
 @pytest.mark.spark

@@ -8,10 +8,11 @@ ones in pandas and the tests hold both to an independent reference.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from tickercast import schema
@@ -63,6 +64,21 @@ def trading_calendar(prices: DataFrame) -> DataFrame:
         schema.DATE,
         (F.row_number().over(Window.orderBy(schema.DATE)) - 1).cast("long").alias(schema.TIME_IDX),
     )
+
+
+def local_calendar(spark: SparkSession, dates: Sequence[dt.date]) -> DataFrame:
+    """Return :func:`trading_calendar`'s table from trading dates already gathered, as a local table.
+
+    Args:
+        spark: The session.
+        dates: The distinct trading dates, in order.
+
+    Returns:
+        ``date, time_idx``: the same rows :func:`trading_calendar` gives for prices with these dates.
+
+    """
+    rows = [(day, idx) for idx, day in enumerate(dates)]
+    return spark.createDataFrame(rows, f"{schema.DATE} DATE, {schema.TIME_IDX} BIGINT")
 
 
 # Exact sums. A value is split into two integers, hi = floor(value * 2^b) and lo = floor(the rest

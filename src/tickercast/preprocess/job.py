@@ -457,7 +457,7 @@ def _write_features(
         :func:`_content_stats` of the written rows with the ``index_symbols`` found.
 
     """
-    from pyspark.sql import Observation, Row
+    from pyspark.sql import Observation
 
     from tickercast.preprocess import features
 
@@ -467,22 +467,18 @@ def _write_features(
     indices = valid[schema.RAW_INDICES].select(schema.SYMBOL, schema.DATE, schema.CLOSE)
     index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
 
-    # The trading calendar, as features.trading_calendar numbers it, from the dates already gathered.
-    calendar_rows = [Row(**{schema.DATE: d, schema.TIME_IDX: i}) for i, d in enumerate(trading_dates)]
-    calendar = spark.createDataFrame(calendar_rows, f"{schema.DATE} DATE, {schema.TIME_IDX} BIGINT")
+    calendar = features.local_calendar(spark, trading_dates)
     small = features.sentiment_lookups(prices, calendar)
     if index_symbols:
         small["market"] = features.market_table(indices, calendar, index_symbols)
     # Independent small queries: run side by side, their latencies overlap.
     with ThreadPoolExecutor(len(small)) as pool:
-        lookups = dict(
-            zip(small, pool.map(lambda frame: _collected(spark, frame), small.values()), strict=True)
-        )
-    market = lookups.pop("market")[1] if index_symbols else None
+        tables = pool.map(lambda frame: _collected(spark, frame), small.values())
+        collected = dict(zip(small, tables, strict=True))
+    market = collected.pop("market")[1] if index_symbols else None
     observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
-    sentiment = features.daily_sentiment(
-        prices, calendar, observations, {name: table for name, (_, table) in lookups.items()}
-    )
+    lookups = {name: table for name, (_, table) in collected.items()}
+    sentiment = features.daily_sentiment(prices, calendar, observations, lookups)
 
     previous = io.read_manifest(settings.manifest_path)
     mode, reason = "full", "--full" if full else "no previous output"
@@ -506,7 +502,7 @@ def _write_features(
             # Prices and indicators rarely repeat: a dictionary is built, then dropped, per page.
             writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
     writer.parquet(str(out))
-    content = _content_stats(curated, observation.get, calendar_rows, lookups["spans"][0])
+    content = _content_stats(curated, observation.get, trading_dates, collected["spans"][0])
     return mode, reason, {**content, "index_symbols": index_symbols}
 
 
@@ -620,24 +616,23 @@ def _content_metrics(curated: DataFrame) -> list[Column]:
 
 
 def _content_stats(
-    curated: DataFrame, metrics: dict[str, Any], calendar: list[Row], spans: list[Row]
+    curated: DataFrame, metrics: dict[str, Any], trading_dates: list[dt.date], spans: list[Row]
 ) -> dict[str, Any]:
     """Hash the curated content and gather the calendar and per-symbol ranges.
 
     Args:
         curated: The curated rows as written (only their schema is read).
         metrics: The values of :func:`_content_metrics`, observed while the rows were written.
-        calendar: The rows of the trading calendar (``date, time_idx``).
-        spans: The rows of :func:`tickercast.preprocess.features.symbol_spans`: every symbol the
-            curated rows hold, one row per trading date of its history (an incremental run
-            writes the same rows as a full one).
+        trading_dates: The trading dates in order (a date's position is its ``time_idx``).
+        spans: The rows of :func:`tickercast.preprocess.features.symbol_spans`, one per symbol:
+            the curated rows hold one row per valid price row, so the same first and last
+            indices and row counts (an incremental run writes the rows a full one would).
 
     """
-    dates = {r[schema.TIME_IDX]: r[schema.DATE] for r in calendar}
     symbols = {
         r[schema.SYMBOL]: {
-            "first_date": dates[r["_first_idx"]].isoformat(),
-            "last_date": dates[r["_last_idx"]].isoformat(),
+            "first_date": trading_dates[r["_first_idx"]].isoformat(),
+            "last_date": trading_dates[r["_last_idx"]].isoformat(),
             "rows": r["_rows"],
         }
         for r in spans
@@ -653,7 +648,7 @@ def _content_stats(
         "calendar": {
             "first_date": metrics["first"].isoformat() if metrics["first"] else None,
             "last_date": metrics["last"].isoformat() if metrics["last"] else None,
-            "trading_dates": len(calendar),
+            "trading_dates": len(trading_dates),
         },
         "symbols": dict(sorted(symbols.items())),
     }
