@@ -16,7 +16,7 @@ D = dt.date
 def test_trading_calendar_numbers_dates_densely(spark) -> None:
     from pyspark.testing import assertDataFrameEqual
 
-    from tickercast.preprocess.features import local_calendar, trading_calendar
+    from tickercast.preprocess.features import trading_calendar
 
     prices = spark.createDataFrame(
         [("A", D(2024, 1, 5)), ("B", D(2024, 1, 2)), ("A", D(2024, 1, 2)), ("B", D(2024, 1, 8))],
@@ -25,9 +25,7 @@ def test_trading_calendar_numbers_dates_densely(spark) -> None:
     expected = spark.createDataFrame(
         [(D(2024, 1, 2), 0), (D(2024, 1, 5), 1), (D(2024, 1, 8), 2)], "date date, time_idx long"
     )
-    assertDataFrameEqual(trading_calendar(prices), expected)
-    # The job builds the same table from the dates it gathered while counting rows.
-    assertDataFrameEqual(local_calendar(spark, [D(2024, 1, 2), D(2024, 1, 5), D(2024, 1, 8)]), expected)
+    assertDataFrameEqual(trading_calendar(spark, [r.date for r in prices.collect()]), expected)
 
 
 @pytest.mark.spark
@@ -69,7 +67,7 @@ def test_observations_count_for_the_next_trading_row(spark) -> None:
         ],
         "symbol string, date date, sentiment_mean double, news_count long",
     )
-    calendar = trading_calendar(prices)
+    calendar = trading_calendar(spark, [r.date for r in prices.collect()])
     assertDataFrameEqual(daily_sentiment(prices, calendar, observations), expected)
 
 
@@ -88,7 +86,7 @@ def test_a_daily_mean_has_the_same_bits_in_any_order_or_partitioning(spark) -> N
         observations = spark.createDataFrame(
             [("A", D(2024, 1, 5), s) for s in order], "symbol string, effective_date date, score double"
         ).repartition(partitions)
-        daily = daily_sentiment(prices, trading_calendar(prices), observations)
+        daily = daily_sentiment(prices, trading_calendar(spark, [D(2024, 1, 5)]), observations)
         means.append(daily.first()["sentiment_mean"])
     assert means[0] == means[1] == means[2]
     assert math.isclose(means[0], math.fsum(scores) / len(scores), rel_tol=1e-15, abs_tol=1e-17)

@@ -9,7 +9,7 @@ ones in pandas and the tests hold both to an independent reference.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -48,36 +48,21 @@ def headline_scores(headlines: Column) -> Column:
     return F.pandas_udf(_score_batch, "double")(headlines)
 
 
-def trading_calendar(prices: DataFrame) -> DataFrame:
-    """Return the distinct trading dates of the price data densely from 0.
+def trading_calendar(spark: SparkSession, dates: Iterable[dt.date]) -> DataFrame:
+    """Return the distinct trading dates numbered densely from 0, as a local table.
+
+    The job gathers the dates of the valid prices while it counts rows (a few thousand at most),
+    so the calendar is built on the driver and broadcast from there, not recomputed from the rows.
 
     Args:
-        prices: Valid price rows with a ``date`` column.
+        spark: The session.
+        dates: The trading dates, in any order, repeats allowed.
 
     Returns:
         ``date, time_idx`` with one row per trading date, numbered densely from 0 (small: broadcast it).
 
     """
-    dates = prices.select(schema.DATE).distinct()
-    # One row per trading date: a single ordered partition is cheap here.
-    return dates.select(
-        schema.DATE,
-        (F.row_number().over(Window.orderBy(schema.DATE)) - 1).cast("long").alias(schema.TIME_IDX),
-    )
-
-
-def local_calendar(spark: SparkSession, dates: Sequence[dt.date]) -> DataFrame:
-    """Return :func:`trading_calendar`'s table from trading dates already gathered, as a local table.
-
-    Args:
-        spark: The session.
-        dates: The distinct trading dates, in order.
-
-    Returns:
-        ``date, time_idx``: the same rows :func:`trading_calendar` gives for prices with these dates.
-
-    """
-    rows = [(day, idx) for idx, day in enumerate(dates)]
+    rows = [(day, idx) for idx, day in enumerate(sorted(set(dates)))]
     return spark.createDataFrame(rows, f"{schema.DATE} DATE, {schema.TIME_IDX} BIGINT")
 
 

@@ -468,7 +468,7 @@ def _write_features(
     indices = valid[schema.RAW_INDICES].select(schema.SYMBOL, schema.DATE, schema.CLOSE)
     index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
 
-    calendar = features.local_calendar(spark, trading_dates)
+    calendar = features.trading_calendar(spark, trading_dates)
     small = features.sentiment_lookups(prices, calendar)
     if index_symbols:
         small["market"] = features.market_table(indices, calendar, index_symbols)
