@@ -122,6 +122,54 @@ def test_duplicates_resolve_to_the_file_sorting_last(spark) -> None:
     assertDataFrameEqual(out, expected)
 
 
+@pytest.mark.spark
+def test_duplicate_resolution_looks_back_on_the_previous_valid_row(spark) -> None:
+    from pyspark.testing import assertDataFrameEqual
+
+    from tickercast.preprocess.validate import previous_name, resolve_duplicates
+
+    rows = spark.createDataFrame(
+        [
+            (0, "a1", "X", D(2024, 1, 2), 1.0, None, "valid"),
+            (1, "b1", "X", D(2024, 1, 2), 2.0, None, "valid"),  # wins 2 Jan
+            (0, "a2", "X", D(2024, 1, 3), 9.0, "non-positive price", "bad"),
+            (0, "a3", "X", D(2024, 1, 4), 5.0, None, "valid"),
+            (1, "b3", "X", D(2024, 1, 4), 5.0, None, "valid"),  # wins 4 Jan
+            (0, "a4", "X", D(2024, 1, 5), 7.0, None, "valid"),
+            (0, "y1", "Y", D(2024, 1, 3), 3.0, None, "valid"),  # another symbol starts afresh
+        ],
+        "file_index int, record string, symbol string, date date, close double, reason string, status string",
+    )
+    out = resolve_duplicates(rows, ["symbol", "date"], ["close"], previous=["close"])
+    previous = previous_name("close")
+    got = out.where("status = 'valid'").select("record", previous)
+    expected = spark.createDataFrame(
+        [("b1", None), ("b3", 2.0), ("a4", 5.0), ("y1", None)], f"record string, {previous} double"
+    )
+    assertDataFrameEqual(got, expected)
+
+
+@pytest.mark.spark
+def test_calendar_lookups_map_every_day_to_the_next_trading_date(spark) -> None:
+    from tickercast.preprocess.features import calendar_lookups
+
+    # A Friday, the next Monday and Wednesday, given out of order and repeated.
+    tables = calendar_lookups(spark, [D(2024, 1, 8), D(2024, 1, 5), D(2024, 1, 10), D(2024, 1, 8)])
+    assert [tuple(r) for r in tables["bounds"].collect()] == [(D(2024, 1, 5), D(2024, 1, 10))]
+    days = {r["_day"]: r["_next_idx"] for r in tables["days"].collect()}
+    assert days == {
+        D(2024, 1, 5): 0,
+        D(2024, 1, 6): 1,
+        D(2024, 1, 7): 1,
+        D(2024, 1, 8): 1,
+        D(2024, 1, 9): 2,
+        D(2024, 1, 10): 2,
+    }
+    empty = calendar_lookups(spark, [])
+    assert [tuple(r) for r in empty["bounds"].collect()] == [(None, None)]
+    assert empty["days"].count() == 0
+
+
 def test_publish_swaps_in_place_and_keeps_nothing_of_the_old(tmp_path: Path) -> None:
     target = tmp_path / "curated" / "features"
     target.mkdir(parents=True)

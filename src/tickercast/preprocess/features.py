@@ -8,6 +8,7 @@ ones in pandas and the tests hold both to an independent reference.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
@@ -17,6 +18,11 @@ from pyspark.sql import functions as F
 
 from tickercast import schema
 from tickercast.preprocess import spec
+from tickercast.preprocess.validate import previous_name
+
+# The close of a symbol's previous valid row, where duplicate resolution already looked it up
+# (see :func:`tickercast.preprocess.validate.resolve_duplicates`).
+PREVIOUS_CLOSE = previous_name(schema.CLOSE)
 
 
 def _by_symbol():
@@ -93,25 +99,29 @@ def _fixed_point_mean(hi_sum: Column, lo_sum: Column, count: Column) -> Column:
     return _fixed_point_value(hi_sum, lo_sum) / count
 
 
-def sentiment_lookups(prices: DataFrame, calendar: DataFrame) -> dict[str, DataFrame]:
-    """Build the small tables :func:`daily_sentiment` looks observations up in.
+def calendar_lookups(spark: SparkSession, dates: Iterable[dt.date]) -> dict[str, DataFrame]:
+    """Build the calendar's small tables :func:`daily_sentiment` looks observations up in, locally.
 
     Args:
-        prices: Valid price rows (``symbol, date``), one per symbol and date.
-        calendar: Output of :func:`trading_calendar`.
+        spark: The session.
+        dates: The trading dates, in any order, repeats allowed.
 
     Returns:
-        ``bounds`` (one row: ``_first_day, _last_day``), ``days`` (one row per calendar day of the
-        price history: ``_day, _next_idx``, the next trading ``time_idx``) and ``spans`` (one row per
-        symbol, see :func:`symbol_spans`). A caller may collect them (they grow with days and
-        symbols, not rows) and pass them back as local tables.
+        ``bounds`` (one row: ``_first_day, _last_day``, null without dates) and ``days`` (one row
+        per calendar day from the first to the last trading date: ``_day, _next_idx``, the
+        ``time_idx`` of the first trading date on or after it).
 
     """
-    bounds = calendar.agg(F.min(schema.DATE).alias("_first_day"), F.max(schema.DATE).alias("_last_day"))
+    ordered = sorted(set(dates))
+    first, last = (ordered[0], ordered[-1]) if ordered else (None, None)
+    days = []
+    if ordered:
+        for offset in range((last - first).days + 1):
+            day = first + dt.timedelta(days=offset)
+            days.append((day, bisect.bisect_left(ordered, day)))
     return {
-        "bounds": bounds,
-        "days": _next_trading_index(calendar, bounds),
-        "spans": symbol_spans(prices, calendar),
+        "bounds": spark.createDataFrame([(first, last)], "_first_day DATE, _last_day DATE"),
+        "days": spark.createDataFrame(days, "_day DATE, _next_idx BIGINT"),
     }
 
 
@@ -136,7 +146,9 @@ def daily_sentiment(
         prices: Valid price rows (``symbol, date``), one per symbol and date.
         calendar: Output of :func:`trading_calendar`.
         observations: ``symbol, effective_date, score``.
-        lookups: Output of :func:`sentiment_lookups` (built here when omitted).
+        lookups: :func:`calendar_lookups` plus ``spans`` (:func:`symbol_spans`), perhaps collected
+            and passed back as local tables (they grow with days and symbols, not rows); built
+            here when omitted.
 
     Returns:
         ``symbol, date, sentiment_mean, news_count`` for the trading rows with observations,
@@ -144,7 +156,9 @@ def daily_sentiment(
         fixed-point sum over the count, so it does not depend on the order rows arrive in.
 
     """
-    lookups = lookups or sentiment_lookups(prices, calendar)
+    if lookups is None:
+        dates = [row[0] for row in calendar.select(schema.DATE).collect()]  # broadcast anyway
+        lookups = {**calendar_lookups(prices.sparkSession, dates), "spans": symbol_spans(prices, calendar)}
     bounds, at_or_after, spans = lookups["bounds"], lookups["days"], lookups["spans"]
     # Anything before the first trading date counts for the first one.
     day = F.greatest(F.col("effective_date"), F.col("_first_day"))
@@ -168,18 +182,6 @@ def daily_sentiment(
         .groupBy(schema.SYMBOL, schema.DATE)
         .agg(F.sum(hi).alias("_hi"), F.sum(lo).alias("_lo"), F.count("score").alias(schema.NEWS_COUNT))
         .select(schema.SYMBOL, schema.DATE, mean.alias("sentiment_mean"), schema.NEWS_COUNT)
-    )
-
-
-def _next_trading_index(calendar: DataFrame, bounds: DataFrame) -> DataFrame:
-    """Map each calendar day from the first to the last trading date to the next trading ``time_idx``.
-
-    Small: one row per calendar day of the price history (``bounds``: ``_first_day, _last_day``).
-    """
-    days = bounds.select(F.explode(F.sequence("_first_day", "_last_day")).alias("_day"))
-    backwards = Window.orderBy(F.col("_day").desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    return days.join(calendar, F.col("_day") == F.col(schema.DATE), "left").select(
-        "_day", F.last(schema.TIME_IDX, True).over(backwards).alias("_next_idx")
     )
 
 
@@ -292,16 +294,10 @@ def window_features(rows: DataFrame) -> DataFrame:
     by_symbol, running = _by_symbol(), _running_by_symbol()
     close = F.col(schema.CLOSE)
     observed = F.col("sentiment_mean").isNotNull()
-    prev_close = F.lag(close).over(by_symbol)
-    out = rows.withColumns(
-        {
-            "_row": F.row_number().over(by_symbol),
-            schema.LOG_RETURN: F.ln(close / prev_close),
-            "_delta": close - prev_close,
-            # The returns over a window telescope: their sum is the log of the close n rows apart.
-            **{_sum_name("ret", n): F.ln(close / F.lag(close, n).over(by_symbol)) for n in schema.RV_WINDOWS},
-        }
-    )
+    # Rows straight from duplicate resolution carry the previous close; others cost one more pass.
+    has_previous = PREVIOUS_CLOSE in rows.columns
+    prev_close = F.col(PREVIOUS_CLOSE) if has_previous else F.lag(close).over(by_symbol)
+    out = rows.withColumns({schema.LOG_RETURN: F.ln(close / prev_close), "_delta": close - prev_close})
     ret, delta = F.col(schema.LOG_RETURN), F.col("_delta")
     rsi_window = (schema.RSI_WINDOW,)
     series = {
@@ -314,15 +310,18 @@ def window_features(rows: DataFrame) -> DataFrame:
         "downs": ((delta < 0).cast("long"), rsi_window, None),
     }
     running_sums, sums = _exact_moving_sums(series)
+    # Two passes over each symbol's rows: the running sums, then what looks back on them.
+    out = out.withColumns({"_row": F.row_number().over(by_symbol), **running_sums})
     out = out.withColumns(
         {
-            **running_sums,
+            # The returns over a window telescope: their sum is the log of the close n rows apart.
+            **{_sum_name("ret", n): F.ln(close / F.lag(close, n).over(by_symbol)) for n in schema.RV_WINDOWS},
+            **sums,
             "_obs_row": F.last(F.when(observed, F.col("_row")), True).over(running),
             "_obs_idx": F.last(F.when(observed, F.col(schema.TIME_IDX)), True).over(running),
             "_obs_value": F.last(F.col("sentiment_mean"), True).over(running),
         }
     )
-    out = out.withColumns(sums)
     row = F.col("_row")
     columns: dict[str, Column] = {}
     for n in schema.MA_WINDOWS:
@@ -346,6 +345,7 @@ def window_features(rows: DataFrame) -> DataFrame:
     columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
     columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
     helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *running_sums]
+    helpers += [PREVIOUS_CLOSE] if has_previous else []
     helpers += [*sums, *(_sum_name("ret", n) for n in schema.RV_WINDOWS)]
     return out.withColumns(columns).drop(*helpers)
 
@@ -390,9 +390,10 @@ def market_table(indices: DataFrame, calendar: DataFrame, index_symbols: Sequenc
         ``time_idx`` plus ``mkt_<name>_close, mkt_<name>_ret`` for each index (small: broadcast it).
 
     """
-    result = calendar.select(schema.TIME_IDX)
+    symbols = indices.sparkSession.createDataFrame([(s,) for s in index_symbols], "index_symbol STRING")
     by_idx = Window.partitionBy("index_symbol").orderBy(schema.TIME_IDX)
-    grid = calendar.crossJoin(indices.select(F.col(schema.SYMBOL).alias("index_symbol")).distinct()).join(
+    # One row per trading date and index: the index's close that day, or null.
+    grid = calendar.crossJoin(F.broadcast(symbols)).join(
         indices.select(F.col(schema.SYMBOL).alias("index_symbol"), schema.DATE, schema.CLOSE),
         ["index_symbol", schema.DATE],
         "left",
@@ -401,13 +402,16 @@ def market_table(indices: DataFrame, calendar: DataFrame, index_symbols: Sequenc
     aligned = grid.withColumn("close_ff", carried).withColumn(
         "ret", F.ln(F.col("close_ff") / F.lag("close_ff").over(by_idx))
     )
+    columns = []
     for symbol in sorted(index_symbols, key=schema.index_feature_name):
         close_col, ret_col = schema.market_columns(symbol)
-        one = aligned.where(F.col("index_symbol") == symbol).select(
-            schema.TIME_IDX, F.col("close_ff").alias(close_col), F.col("ret").alias(ret_col)
-        )
-        result = result.join(one, schema.TIME_IDX, "left")
-    return result
+        # Each (date, index) has one row: the max over it is that row's value, or null.
+        mine = F.col("index_symbol") == symbol
+        columns += [
+            F.max(F.when(mine, F.col("close_ff"))).alias(close_col),
+            F.max(F.when(mine, F.col("ret"))).alias(ret_col),
+        ]
+    return aligned.groupBy(schema.TIME_IDX).agg(*columns)
 
 
 def curated(

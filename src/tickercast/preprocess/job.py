@@ -221,13 +221,13 @@ def _validated(
 
     firsts = _first_lines(spark, inputs)
 
-    def classified(kind: str, checker, keys, values, finish=None) -> DataFrame:
+    def classified(kind: str, checker, keys, values, finish=None, previous=()) -> DataFrame:
         checked = checker(v.parse_rows(*_read_rows(spark, inputs, kind, firsts), kind))
         # Only rejected rows keep their text (``record``; a superseded row, a valid row that lost,
         # is written out from its values instead), and only a file quarantined as a whole shows its
         # header, so the duplicate shuffle and the cache stay small.
         checked = checked.withColumn("header", F.when(F.col(v.STATUS) == v.BAD_FILE, F.col("header")))
-        resolved = v.resolve_duplicates(checked, keys, values)
+        resolved = v.resolve_duplicates(checked, keys, values, previous)
         if not set(values) <= set(keys):  # news: the values are part of the key, nothing supersedes
             # Every kind that can be superseded is keyed by (symbol, date).
             superseded = F.col(v.STATUS) == v.SUPERSEDED
@@ -242,7 +242,11 @@ def _validated(
     price_values = [schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME]
     return {
         schema.RAW_PRICES: classified(
-            schema.RAW_PRICES, lambda p: v.check_prices(p, today), [schema.SYMBOL, schema.DATE], price_values
+            schema.RAW_PRICES,
+            lambda p: v.check_prices(p, today),
+            [schema.SYMBOL, schema.DATE],
+            price_values,
+            previous=[schema.CLOSE],
         ),
         schema.RAW_INDICES: classified(
             schema.RAW_INDICES,
@@ -268,14 +272,16 @@ def _validated(
 
 def _file_stats(
     spark: SparkSession, frames: dict[str, DataFrame], inputs: list[io.InputFile]
-) -> tuple[list[tuple[str, str, str, str | None, int]], list[dt.date]]:
+) -> tuple[list[tuple[str, str, str, str | None, int]], dict[str, list]]:
     """Collect (kind, source_file, status, reason, rows), one small row per file and outcome.
 
-    The same pass over the rows builds the caches and gathers the trading dates (the distinct
-    dates of valid prices, a few thousand at most), so no later query reads the prices for them.
+    The same pass over the rows builds the caches and gathers what later steps need of them: the
+    trading dates (the distinct dates of valid prices, a few thousand at most) and the index
+    symbols (the distinct symbols of valid index rows), so no later query reads the rows for them.
 
     Returns:
-        ``(stats, trading_dates)``, the dates in order.
+        ``(stats, gathered)``: ``gathered`` maps ``trading_dates`` and ``index_symbols`` to their
+        distinct values, in order.
 
     """
     from pyspark.sql import Observation
@@ -284,13 +290,17 @@ def _file_stats(
     from tickercast.preprocess.session import sql_conf
     from tickercast.preprocess.validate import FILE_INDEX
 
-    trading_dates = Observation("trading_dates")
+    # A duplicate or superseded row shares its date and symbol with the valid row that won.
+    gathered = {
+        schema.RAW_PRICES: ("trading_dates", Observation("trading_dates"), schema.DATE),
+        schema.RAW_INDICES: ("index_symbols", Observation("index_symbols"), schema.SYMBOL),
+    }
     parts = []
     for kind, frame in frames.items():
-        if kind == schema.RAW_PRICES:
-            # A duplicate or superseded row shares its date with the valid row that won.
-            valid_date = F.when(F.col("status") == "valid", F.col(schema.DATE))
-            frame = frame.observe(trading_dates, F.collect_set(valid_date).alias("dates"))
+        if kind in gathered:
+            _, observation, column = gathered[kind]
+            valid_value = F.when(F.col("status") == "valid", F.col(column))
+            frame = frame.observe(observation, F.collect_set(valid_value).alias("values"))
         counts = frame.groupBy(FILE_INDEX, "status", "reason").agg(F.count(F.lit(1)).alias("n"))
         parts.append(counts.withColumn("kind", F.lit(kind)))
     union = parts[0]
@@ -306,7 +316,7 @@ def _file_stats(
         if r[FILE_INDEX] is None:  # Spark reported a path the job did not list: a bug, not bad data
             raise UserError(f"{r['n']} {r['kind']} rows could not be traced to their file; nothing published")
         stats.append((r["kind"], names[r["kind"]][r[FILE_INDEX]], r["status"], r["reason"], int(r["n"])))
-    return stats, sorted(trading_dates.get["dates"])
+    return stats, {name: sorted(obs.get["values"]) for name, obs, _ in gathered.values()}
 
 
 def _summarise(stats, inputs: list[io.InputFile]) -> tuple[dict, dict, dict, list[str]]:
@@ -347,7 +357,7 @@ def _run(
     from pyspark.sql import functions as F
 
     frames = _validated(spark, inputs, today, now, cached)
-    stats, trading_dates = _file_stats(spark, frames, inputs)
+    stats, gathered = _file_stats(spark, frames, inputs)
     counts, by_kind, reasons, warnings = _summarise(stats, inputs)
     limit = settings.spark.max_bad_fraction
     if counts["read"] == 0:
@@ -372,7 +382,8 @@ def _run(
             spark,
             settings,
             valid,
-            trading_dates,
+            gathered["trading_dates"],
+            gathered["index_symbols"],
             staging / "features",
             full=full,
         )
@@ -439,6 +450,7 @@ def _write_features(
     settings: Settings,
     valid: dict[str, DataFrame],
     trading_dates: list[dt.date],
+    index_symbols: list[str],
     out: Path,
     *,
     full: bool,
@@ -450,12 +462,13 @@ def _write_features(
         settings: Effective settings (where the previous output is).
         valid: The valid rows of each raw kind.
         trading_dates: The distinct dates of the valid prices, in order.
+        index_symbols: The distinct symbols of the valid index rows, in order.
         out: The staged features directory.
         full: Recompute every row.
 
     Returns:
         ``(mode, why, content)``: ``full`` or ``incremental``, the reason for the mode, and
-        :func:`_content_stats` of the written rows with the ``index_symbols`` found.
+        :func:`_content_stats` of the written rows with the ``index_symbols``.
 
     """
     from pyspark.sql import Observation
@@ -463,22 +476,29 @@ def _write_features(
     from tickercast.preprocess import features
 
     prices = valid[schema.RAW_PRICES].select(
-        schema.SYMBOL, schema.DATE, schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME
+        schema.SYMBOL,
+        schema.DATE,
+        schema.OPEN,
+        schema.HIGH,
+        schema.LOW,
+        schema.CLOSE,
+        schema.VOLUME,
+        features.PREVIOUS_CLOSE,
     )
     indices = valid[schema.RAW_INDICES].select(schema.SYMBOL, schema.DATE, schema.CLOSE)
-    index_symbols = sorted(r[0] for r in indices.select(schema.SYMBOL).distinct().collect())
 
     calendar = features.trading_calendar(spark, trading_dates)
-    small = features.sentiment_lookups(prices, calendar)
+    lookups = features.calendar_lookups(spark, trading_dates)
+    small = {"spans": features.symbol_spans(prices, calendar)}
     if index_symbols:
         small["market"] = features.market_table(indices, calendar, index_symbols)
     # Independent small queries: run side by side, their latencies overlap.
     with ThreadPoolExecutor(len(small)) as pool:
         tables = pool.map(lambda frame: _collected(spark, frame), small.values())
         collected = dict(zip(small, tables, strict=True))
-    market = collected.pop("market")[1] if index_symbols else None
+    market = collected["market"][1] if index_symbols else None
     observations = _observations(valid[schema.RAW_NEWS], valid[schema.RAW_SENTIMENT])
-    lookups = {name: table for name, (_, table) in collected.items()}
+    lookups["spans"] = collected["spans"][1]
     sentiment = features.daily_sentiment(prices, calendar, observations, lookups)
 
     previous = io.read_manifest(settings.manifest_path)
@@ -570,7 +590,8 @@ def _incremental(spark, settings, previous, prices, calendar, sentiment, market,
         F.when(observed, F.col(schema.SENTIMENT)).alias("sentiment_mean"),
         F.when(observed, F.col(schema.NEWS_COUNT)).alias(schema.NEWS_COUNT),
     )
-    value_cols = [c for c in new_rows.columns if c not in (schema.SYMBOL, schema.DATE)]
+    # The previous close is not content: a change there is a change of the row before.
+    value_cols = [c for c in old_rows.columns if c not in (schema.SYMBOL, schema.DATE)]
     a, b = new_rows.alias("a"), old_rows.alias("b")
     joined = a.join(b, [schema.SYMBOL, schema.DATE], "full_outer")
     same = F.struct(*[F.col(f"a.{c}") for c in value_cols]).eqNullSafe(

@@ -391,7 +391,14 @@ def row_text(columns: Sequence[str]) -> Column:
     return F.concat_ws(",", *[F.coalesce(p, F.lit("")) for p in parts])
 
 
-def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence[str]) -> DataFrame:
+def previous_name(column: str) -> str:
+    """Name the column :func:`resolve_duplicates` adds for ``column`` of the previous kept row."""
+    return f"_previous_{column}"
+
+
+def resolve_duplicates(
+    checked: DataFrame, keys: Sequence[str], values: Sequence[str], previous: Sequence[str] = ()
+) -> DataFrame:
     """Resolve rows that share a key: exact duplicates are dropped, conflicting ones superseded.
 
     Among the valid rows with the same key, the row from the file that sorts last by name wins
@@ -407,9 +414,13 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
         checked: Output of a ``check_<kind>`` function.
         keys: Columns that identify a row, e.g. ``("symbol", "date")``; the first one partitions.
         values: Columns compared to tell exact from conflicting duplicates.
+        previous: Columns to look back on: for each, :func:`previous_name` holds its value on the
+            partition's previous valid row (in key order), null on the first. The features need
+            the previous close; taken here, in the window that already runs, it saves them one.
 
     Returns:
-        The same rows and columns, with ``status`` and ``reason`` updated.
+        The same rows and columns, with ``status`` and ``reason`` updated, plus the ``previous``
+        columns.
 
     """
     group, rest = keys[0], [*keys[1:], STATUS]
@@ -430,8 +441,13 @@ def resolve_duplicates(checked: DataFrame, keys: Sequence[str], values: Sequence
         row = F.struct(*values)
         ranked = ranked.withColumn("_winner", F.last(F.when(F.col("_first"), row), True).over(running))
         same = row.eqNullSafe(F.col("_winner"))
+    kept = F.col("_first") & (F.col(STATUS) == VALID)  # the rows that stay valid
+    before = order.rowsBetween(Window.unboundedPreceding, -1)
+    looked_back = {previous_name(c): F.last(F.when(kept, F.col(c)), True).over(before) for c in previous}
     keep = (F.col(STATUS) != VALID) | F.col("_first")
     status = F.when(keep, F.col(STATUS)).when(same, F.lit(DUPLICATE)).otherwise(F.lit(SUPERSEDED))
     reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
     columns = [c for c in checked.columns if c not in (STATUS, REASON)]
-    return ranked.select(*columns, reason.alias(REASON), status.alias(STATUS))
+    return ranked.withColumns(looked_back).select(
+        *columns, *looked_back, reason.alias(REASON), status.alias(STATUS)
+    )
