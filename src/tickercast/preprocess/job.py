@@ -4,8 +4,9 @@ Entry points: :func:`run_job` (what the CLI, the pipeline and the tests call) an
 (a ``spark-submit`` target: ``spark-submit src/tickercast/preprocess/job.py --data DIR``). The same
 code runs on ``local[*]``, a standalone cluster (``spark://``) and Kubernetes (``k8s://``): all work
 on rows happens in Spark; the driver only lists files and collects small aggregates (counts per
-reason and file, the trading dates, the content hash) and the small tables it broadcasts (per-symbol
-spans, the day-to-trading-date map, the market table), which grow with dates and symbols, not rows.
+reason and file, the trading dates, the index symbols, the content hash) and the small tables it
+broadcasts (per-symbol spans, the market table), which grow with dates and symbols, not rows; it
+builds the calendar and the day-to-trading-date map from the trading dates it holds.
 """
 
 from __future__ import annotations

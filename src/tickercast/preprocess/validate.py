@@ -8,7 +8,8 @@ kind goes through the same three steps:
    required columns;
 2. ``check_<kind>`` parses dates and numbers and sets ``reason`` on the first rule a row breaks;
 3. :func:`resolve_duplicates` drops exact duplicates across files and marks the losers of
-   conflicting duplicates ``superseded`` (the file that sorts last by name wins).
+   conflicting duplicates ``superseded`` (the file that sorts last by name wins); in the same
+   pass it can look up columns of each symbol's previous valid row (the features' previous close).
 
 Rows leave here with ``file_index`` (the file's place in name order), ``record`` (the raw line,
 kept for rejected rows only) and ``status`` = ``valid``, ``bad`` (a validation reason),
