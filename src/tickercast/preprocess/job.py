@@ -293,15 +293,17 @@ def _file_stats(
 
     # A duplicate or superseded row shares its date and symbol with the valid row that won.
     gathered = {
-        schema.RAW_PRICES: ("trading_dates", Observation("trading_dates"), schema.DATE),
-        schema.RAW_INDICES: ("index_symbols", Observation("index_symbols"), schema.SYMBOL),
+        schema.RAW_PRICES: ("trading_dates", schema.DATE),
+        schema.RAW_INDICES: ("index_symbols", schema.SYMBOL),
     }
+    observations = {}
     parts = []
     for kind, frame in frames.items():
         if kind in gathered:
-            _, observation, column = gathered[kind]
+            name, column = gathered[kind]
+            observations[name] = Observation(name)
             valid_value = F.when(F.col("status") == "valid", F.col(column))
-            frame = frame.observe(observation, F.collect_set(valid_value).alias("values"))
+            frame = frame.observe(observations[name], F.collect_set(valid_value).alias("values"))
         counts = frame.groupBy(FILE_INDEX, "status", "reason").agg(F.count(F.lit(1)).alias("n"))
         parts.append(counts.withColumn("kind", F.lit(kind)))
     union = parts[0]
@@ -317,7 +319,7 @@ def _file_stats(
         if r[FILE_INDEX] is None:  # Spark reported a path the job did not list: a bug, not bad data
             raise UserError(f"{r['n']} {r['kind']} rows could not be traced to their file; nothing published")
         stats.append((r["kind"], names[r["kind"]][r[FILE_INDEX]], r["status"], r["reason"], int(r["n"])))
-    return stats, {name: sorted(obs.get["values"]) for name, obs, _ in gathered.values()}
+    return stats, {name: sorted(observation.get["values"]) for name, observation in observations.items()}
 
 
 def _summarise(stats, inputs: list[io.InputFile]) -> tuple[dict, dict, dict, list[str]]:
@@ -404,7 +406,7 @@ def _run(
         "quarantine_reasons": reasons,
         "warnings": warnings,
         "columns": content["columns"],
-        "index_symbols": content["index_symbols"],
+        "index_symbols": gathered["index_symbols"],
         "calendar": content["calendar"],
         "symbols": content["symbols"],
         "max_bad_fraction": limit,
@@ -469,7 +471,7 @@ def _write_features(
 
     Returns:
         ``(mode, why, content)``: ``full`` or ``incremental``, the reason for the mode, and
-        :func:`_content_stats` of the written rows with the ``index_symbols``.
+        :func:`_content_stats` of the written rows.
 
     """
     from pyspark.sql import Observation
@@ -524,8 +526,7 @@ def _write_features(
             # Prices and indicators rarely repeat: a dictionary is built, then dropped, per page.
             writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
     writer.parquet(str(out))
-    content = _content_stats(curated, observation.get, trading_dates, collected["spans"][0])
-    return mode, reason, {**content, "index_symbols": index_symbols}
+    return mode, reason, _content_stats(curated, observation.get, trading_dates, collected["spans"][0])
 
 
 def _write_quarantine(

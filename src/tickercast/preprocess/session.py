@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -110,6 +110,6 @@ def sql_conf(session: SparkSession, options: dict[str, str]) -> Iterator[None]:
                 session.conf.set(key, value)
 
 
-def job_conf(session: SparkSession):
+def job_conf(session: SparkSession) -> AbstractContextManager[None]:
     """Apply :data:`JOB_SQL_CONF` to a session for the duration of a run, then restore it."""
     return sql_conf(session, JOB_SQL_CONF)
