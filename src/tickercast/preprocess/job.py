@@ -47,7 +47,6 @@ FEATURE_SPEC = io.content_hash(
         schema.MARKET_CLOSE_HOUR,
     ]
 )
-BAD_STATUSES = ("bad", "bad_file")
 
 
 @dataclass
