@@ -47,6 +47,7 @@ FEATURE_SPEC = io.content_hash(
         schema.MARKET_CLOSE_HOUR,
     ]
 )
+QUARANTINE_DDL = "source_file STRING, record STRING, reason STRING, kind STRING, run_id STRING"
 
 
 @dataclass
@@ -376,10 +377,12 @@ def _run(
         raise UserError("no valid price rows; nothing published, previous output kept")
 
     valid = {kind: frame.where(F.col("status") == "valid") for kind, frame in frames.items()}
+    # The counts say which kinds have rejected rows: only their caches are searched for them.
+    rejected = {kind: frame for kind, frame in frames.items() if by_kind.get(kind, {}).get("quarantined")}
     # Rejected rows are ready: the quarantine is written while the driver plans the features.
     with ThreadPoolExecutor(1) as background:
         quarantined = staging / "quarantine"
-        quarantine = background.submit(_write_quarantine, spark, frames, inputs, run_id, quarantined)
+        quarantine = background.submit(_write_quarantine, spark, rejected, inputs, run_id, quarantined)
         mode, reason, content = _write_features(
             spark,
             settings,
@@ -519,11 +522,12 @@ def _write_features(
     # The content hash and the row count are gathered as the rows are written, not read back.
     observation = Observation("curated_content")
     observed = curated.observe(observation, *_content_metrics(curated))
-    writer = observed.write.mode("overwrite")
+    # Only the symbols repeat enough for a dictionary to pay: for prices and indicators one is
+    # built, then dropped, per page, and the small integers and dates compress as well without.
+    writer = observed.write.mode("overwrite").option("parquet.enable.dictionary", "false")
     for column in curated.schema.fields:
-        if column.dataType.typeName() == "double":
-            # Prices and indicators rarely repeat: a dictionary is built, then dropped, per page.
-            writer = writer.option(f"parquet.enable.dictionary#{column.name}", "false")
+        if column.dataType.typeName() == "string":
+            writer = writer.option(f"parquet.enable.dictionary#{column.name}", "true")
     writer.parquet(str(out))
     return mode, reason, _content_stats(curated, observation.get, trading_dates, collected["spans"][0])
 
@@ -680,11 +684,17 @@ def _content_stats(
 def _quarantine(
     spark: SparkSession, frames: dict[str, DataFrame], inputs: list[io.InputFile], run_id: str
 ) -> DataFrame:
-    """Rejected rows with reasons; a file without the required columns is one row (its header)."""
+    """Rejected rows with reasons; a file without the required columns is one row (its header).
+
+    ``frames`` holds the kinds with rejected rows; without any, the quarantine is empty (and has
+    its columns all the same).
+    """
     from pyspark.sql import functions as F
 
     from tickercast.preprocess.validate import FILE_INDEX, SOURCE_FILE
 
+    if not frames:
+        return spark.createDataFrame([], QUARANTINE_DDL)
     parts = []
     for kind, frame in frames.items():
         rows = frame.where(F.col("status").isin("bad", "superseded")).select(

@@ -329,11 +329,12 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
     text = F.col("published_at")
     staged = parsed.withColumn("_stamp", F.when(text.rlike(spec.TIMESTAMP_PATTERN), F.try_to_timestamp(text)))
     staged = staged.withColumn("_local", F.from_utc_timestamp("_stamp", schema.MARKET_TIMEZONE))
-    local = F.col("_local")
-    close_s = schema.MARKET_CLOSE_HOUR * 3600
-    seconds = F.hour(local) * 3600 + F.minute(local) * 60 + F.second(local)
-    after_close = (seconds > close_s) | ((seconds == close_s) & (F.unix_micros(local) % 1_000_000 > 0))
-    effective = F.date_add(F.to_date(local), F.when(after_close, 1).otherwise(0))
+    # The New York date, plus one when the time of day is after the close: shifted so that the
+    # first microsecond after the close starts the next day, the date falls out of integer math
+    # on the local clock (cheaper than taking hours, minutes and seconds apart).
+    day_us, close_us = 86_400_000_000, schema.MARKET_CLOSE_HOUR * 3_600_000_000
+    shifted = f"(unix_micros(_local) + {day_us - close_us - 1})"
+    effective = F.expr(f"date_from_unix_date(int(({shifted} - pmod({shifted}, {day_us})) div {day_us}))")
     stamp = F.col("_stamp")
     missing = _first([(F.col(n).isNull(), n) for n in schema.NEWS_COLUMNS])
     now_utc = now.astimezone(dt.UTC).replace(tzinfo=None)
