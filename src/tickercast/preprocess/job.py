@@ -47,6 +47,7 @@ FEATURE_SPEC = io.content_hash(
         schema.MARKET_CLOSE_HOUR,
     ]
 )
+# The columns :func:`_quarantine` selects, in its order: the schema of a quarantine with no rows.
 QUARANTINE_DDL = "source_file STRING, record STRING, reason STRING, kind STRING, run_id STRING"
 
 
