@@ -1,7 +1,9 @@
 """Curated features as pure Spark transforms (DataFrame -> DataFrame, no I/O).
 
-Per-symbol logic runs over ``Window.partitionBy("symbol").orderBy("date")``; the trading calendar
-and the market-index table are small (one row per trading date) and are broadcast. The formulas
+Per-symbol rows are put together in date order by ``Window.partitionBy("symbol").orderBy("date")``
+and the indicators computed from them by :mod:`tickercast.preprocess.kernel` in the Python workers
+(``mapInArrow``); the trading calendar and the market-index table are small (one row per trading
+date) and are broadcast. The formulas
 are in ``docs/preprocessing.md``; :mod:`tickercast.preprocess.local_features` implements the same
 ones in pandas and the tests hold both to an independent reference.
 """
@@ -10,29 +12,24 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from tickercast import schema
-from tickercast.preprocess import spec
-from tickercast.preprocess.validate import previous_name
+from tickercast.preprocess import kernel, spec
 
 # The close of a symbol's previous valid row, where duplicate resolution already looked it up
-# (see :func:`tickercast.preprocess.validate.resolve_duplicates`).
-PREVIOUS_CLOSE = previous_name(schema.CLOSE)
+# (:func:`tickercast.preprocess.validate.resolve_duplicates`, ``previous=["close"]``).
+PREVIOUS_CLOSE = kernel.PREVIOUS_CLOSE
 
 
 def _by_symbol():
     """Each symbol's rows in date order."""
     return Window.partitionBy(schema.SYMBOL).orderBy(schema.DATE)
-
-
-def _running_by_symbol():
-    """Each symbol's rows up to the current one: one frame that every running sum and carry shares."""
-    return _by_symbol().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
 def _score_batch(headlines: pd.Series) -> pd.Series:
@@ -223,142 +220,82 @@ def symbol_spans(prices: DataFrame, calendar: DataFrame) -> DataFrame:
     )
 
 
-# The moving sums: (value column, window lengths, hi_bits for the fixed-point parts, or None for
-# counts, which are integers already). Prices and their changes get 2^-50 steps and sum without
-# overflow to 8e12 (a price of 1e7 over 880k rows); squared returns (below 1e3) get 2^-60 steps.
-_PRICE_BITS, _SQUARE_BITS = 20, 30
+def _numbered(rows: DataFrame) -> DataFrame:
+    """Add each row's position in its symbol's rows (``_row``), and the previous close if missing.
 
-
-def _sum_name(name: str, n: int) -> str:
-    return f"_s{n}_{name}"
-
-
-def _running_name(name: str, part: str) -> str:
-    return f"_run_{name}_{part}"
-
-
-def _exact_moving_sums(
-    series: dict[str, tuple[Column, Sequence[int], int | None]],
-) -> tuple[dict[str, Column], dict[str, Column]]:
-    """Plan exact moving sums: running integer sums, then the difference to ``n`` rows back.
-
-    Returns:
-        ``(running, sums)``: the running-sum columns (one running frame for all) and each moving
-        sum (a ``lag`` per window length) read from them.
-
+    The window also puts each symbol's rows in one partition, in date order, which is what the
+    feature kernel needs; Spark shuffles or sorts for it only where the rows are not so already
+    (the job's rows are: duplicate resolution partitioned and sorted them).
     """
-    by_symbol, running_frame = _by_symbol(), _running_by_symbol()
-    running: dict[str, Column] = {}
-    sums: dict[str, Column] = {}
-    for name, (value, windows, hi_bits) in series.items():
-        if hi_bits is None:
-            parts = {"n": value}
-        else:
-            parts = dict(zip("hl", _fixed_point_parts(value, hi_bits), strict=True))
-        for part, column in parts.items():
-            running[_running_name(name, part)] = F.sum(column).over(running_frame)
-        for n in windows:
-            # Nothing before a symbol's (or an incremental tail's) first row: a running sum of 0.
-            diff = {
-                part: F.col(_running_name(name, part))
-                - F.coalesce(F.lag(_running_name(name, part), n).over(by_symbol), F.lit(0))
-                for part in parts
-            }
-            sums[_sum_name(name, n)] = (
-                diff["n"] if hi_bits is None else _fixed_point_value(diff["h"], diff["l"], hi_bits)
-            )
-    return running, sums
+    by_symbol = _by_symbol()
+    extra = {kernel.ROW_NUMBER: F.row_number().over(by_symbol)}
+    if PREVIOUS_CLOSE not in rows.columns:
+        extra[PREVIOUS_CLOSE] = F.lag(schema.CLOSE).over(by_symbol)
+    return rows.withColumns(extra)
+
+
+def _window_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Add :func:`kernel.window_columns` to whole symbols' rows (runs in the Python workers)."""
+    helpers = [kernel.ROW_NUMBER, PREVIOUS_CLOSE, kernel.SENTIMENT_MEAN, schema.NEWS_COUNT]
+    for table in kernel.whole_symbols(batches):
+        computed = kernel.window_columns(table)
+        out = table.drop_columns(helpers)
+        for name in WINDOW_COLUMNS:
+            out = out.append_column(name, computed[name])
+        yield from out.to_batches()
+
+
+# What :func:`window_features` adds, in order, with Spark types.
+WINDOW_COLUMNS = {
+    schema.LOG_RETURN: "double",
+    **{name: "double" for name in (*schema.MOVING_AVERAGES, *schema.REALISED_VOLS, schema.RSI)},
+    schema.SENTIMENT: "double",
+    schema.NEWS_COUNT: "bigint",
+    schema.SENTIMENT_OBSERVED: "bigint",
+}
 
 
 def window_features(rows: DataFrame) -> DataFrame:
-    """Add the per-symbol indicators and the imputed sentiment.
-
-    Spark recomputes a sliding frame from scratch for every row, so a 200-row mean would cost 200
-    additions per row. Instead every moving sum is the difference of two running sums, ``n`` rows
-    apart. A double running sum would make a value depend on where the sum started (an incremental
-    run recomputing a tail would get other bits than a full run), so the running sums are exact
-    integer sums of fixed-point parts (see :func:`_fixed_point_parts`): the difference is exactly
-    the sum of the window's rounded values, whatever came before, at the cost of one running frame
-    and a ``lag`` per window length. Row counts come from ``row_number``; sentiment is carried with
-    the same running frame.
+    """Add the per-symbol indicators and the imputed sentiment (the kernel, in the Python workers).
 
     Args:
-        rows: ``symbol, date, open, high, low, close, volume, time_idx, sentiment_mean, news_count``
-            (``sentiment_mean`` null on rows without observations).
+        rows: ``symbol, date, close, time_idx, sentiment_mean, news_count`` and any other columns
+            (``sentiment_mean`` and ``news_count`` null on rows without observations), perhaps
+            with the previous close from duplicate resolution (else it is looked up here).
 
     Returns:
         The input columns (less ``sentiment_mean``) plus ``log_return``, ``ma_*``, ``rv_*``,
-        ``rsi_14``, ``sentiment``, ``sentiment_observed``.
+        ``rsi_14``, ``sentiment``, ``sentiment_observed``; ``news_count`` 0 without observations.
 
     """
-    by_symbol, running = _by_symbol(), _running_by_symbol()
-    close = F.col(schema.CLOSE)
-    observed = F.col("sentiment_mean").isNotNull()
-    # Rows straight from duplicate resolution carry the previous close; others cost one more pass.
-    has_previous = PREVIOUS_CLOSE in rows.columns
-    prev_close = F.col(PREVIOUS_CLOSE) if has_previous else F.lag(close).over(by_symbol)
-    out = rows.withColumns({schema.LOG_RETURN: F.ln(close / prev_close), "_delta": close - prev_close})
-    ret, delta = F.col(schema.LOG_RETURN), F.col("_delta")
-    rsi_window = (schema.RSI_WINDOW,)
-    series = {
-        "close": (close, schema.MA_WINDOWS, _PRICE_BITS),
-        "ret2": (ret * ret, schema.RV_WINDOWS, _SQUARE_BITS),
-        "gain": (F.greatest(delta, F.lit(0.0)), rsi_window, _PRICE_BITS),
-        "loss": (F.greatest(-delta, F.lit(0.0)), rsi_window, _PRICE_BITS),
-        # Counts decide RSI's "no losses" and "no gains" exactly, whatever the rounding of the sums.
-        "ups": ((delta > 0).cast("long"), rsi_window, None),
-        "downs": ((delta < 0).cast("long"), rsi_window, None),
-    }
-    running_sums, sums = _exact_moving_sums(series)
-    # Two passes over each symbol's rows: the running sums, then what looks back on them.
-    out = out.withColumns({"_row": F.row_number().over(by_symbol), **running_sums})
-    out = out.withColumns(
-        {
-            # The returns over a window telescope: their sum is the log of the close n rows apart.
-            **{_sum_name("ret", n): F.ln(close / F.lag(close, n).over(by_symbol)) for n in schema.RV_WINDOWS},
-            **sums,
-            "_obs_row": F.last(F.when(observed, F.col("_row")), True).over(running),
-            "_obs_idx": F.last(F.when(observed, F.col(schema.TIME_IDX)), True).over(running),
-            "_obs_value": F.last(F.col("sentiment_mean"), True).over(running),
-        }
-    )
-    row = F.col("_row")
-    columns: dict[str, Column] = {}
-    for n in schema.MA_WINDOWS:
-        columns[f"ma_{n}"] = F.when(row >= n, F.col(_sum_name("close", n)) / F.lit(float(n)))
-    for n in schema.RV_WINDOWS:
-        total, squares = F.col(_sum_name("ret", n)), F.col(_sum_name("ret2", n))
-        variance = F.greatest((squares - total * total / F.lit(float(n))) / F.lit(float(n - 1)), F.lit(0.0))
-        columns[f"rv_{n}"] = F.when(row >= n + 1, F.sqrt(variance) * F.lit(spec.ANNUALISATION))
-    columns[schema.RSI] = _rsi(row, schema.RSI_WINDOW)
-
-    carried = (row - F.col("_obs_row")) <= spec.SENTIMENT_MAX_CARRY_ROWS
-    decay = F.pow(
-        F.lit(0.5),
-        (F.col(schema.TIME_IDX) - F.col("_obs_idx")).cast("double") / F.lit(spec.SENTIMENT_HALF_LIFE_DAYS),
-    )
-    columns[schema.SENTIMENT] = (
-        F.when(observed, F.col("sentiment_mean"))
-        .when(carried, F.col("_obs_value") * decay)
-        .otherwise(F.lit(0.0))
-    )
-    columns[schema.SENTIMENT_OBSERVED] = observed.cast("long")
-    columns[schema.NEWS_COUNT] = F.coalesce(F.col(schema.NEWS_COUNT), F.lit(0)).cast("long")
-    helpers = ["_row", "_delta", "_obs_row", "_obs_idx", "_obs_value", "sentiment_mean", *running_sums]
-    helpers += [PREVIOUS_CLOSE] if has_previous else []
-    helpers += [*sums, *(_sum_name("ret", n) for n in schema.RV_WINDOWS)]
-    return out.withColumns(columns).drop(*helpers)
+    numbered = _numbered(rows)
+    helpers = {kernel.ROW_NUMBER, PREVIOUS_CLOSE, kernel.SENTIMENT_MEAN, schema.NEWS_COUNT}
+    kept = [
+        f"`{f.name}` {f.dataType.simpleString()}" for f in numbered.schema.fields if f.name not in helpers
+    ]
+    added = [f"{name} {kind}" for name, kind in WINDOW_COLUMNS.items()]
+    return numbered.mapInArrow(_window_batches, ", ".join(kept + added))
 
 
-def _rsi(row: Column, n: int) -> Column:
-    gains, losses = F.col(_sum_name("gain", n)), F.col(_sum_name("loss", n))
-    ups, downs = F.col(_sum_name("ups", n)), F.col(_sum_name("downs", n))
-    rsi = F.lit(100.0) - F.lit(100.0) / (F.lit(1.0) + gains / losses)
-    return (
-        F.when(row < n + 1, F.lit(None).cast("double"))
-        .when(downs == 0, F.when(ups == 0, F.lit(50.0)).otherwise(F.lit(100.0)))
-        .otherwise(rsi)
+def feature_rows(prices: DataFrame, calendar: DataFrame, sentiment: DataFrame) -> DataFrame:
+    """Join prices, the calendar and daily sentiment into the rows the feature kernel reads.
+
+    Args:
+        prices: Valid, de-duplicated ``symbol, date, open, high, low, close, volume``, perhaps with
+            the previous close.
+        calendar: Output of :func:`trading_calendar`.
+        sentiment: Output of :func:`daily_sentiment`.
+
+    Returns:
+        The rows with ``time_idx``, ``sentiment_mean``, ``news_count``, the previous close and
+        ``_row``: each symbol's rows in one partition, in date order (see
+        :func:`tickercast.preprocess.write.write_curated`).
+
+    """
+    rows = prices.join(F.broadcast(calendar), schema.DATE).join(
+        sentiment, [schema.SYMBOL, schema.DATE], "left"
     )
+    return _numbered(rows)
 
 
 def calendar_columns(frame: DataFrame) -> DataFrame:
@@ -412,33 +349,6 @@ def market_table(indices: DataFrame, calendar: DataFrame, index_symbols: Sequenc
             F.max(F.when(mine, F.col("ret"))).alias(ret_col),
         ]
     return aligned.groupBy(schema.TIME_IDX).agg(*columns)
-
-
-def curated(
-    prices: DataFrame,
-    calendar: DataFrame,
-    sentiment: DataFrame,
-    market: DataFrame | None,
-    index_symbols: Sequence[str],
-) -> DataFrame:
-    """Assemble the curated rows from valid prices, the calendar, daily sentiment and the market table.
-
-    Args:
-        prices: Valid, de-duplicated ``symbol, date, open, high, low, close, volume``.
-        calendar: Output of :func:`trading_calendar`.
-        sentiment: Output of :func:`daily_sentiment`.
-        market: Output of :func:`market_table`, or ``None`` without indices.
-        index_symbols: The index symbols in ``market``.
-
-    Returns:
-        The curated columns in the order of :func:`tickercast.preprocess.spec.curated_columns`.
-
-    """
-    rows = prices.join(F.broadcast(calendar), schema.DATE).join(
-        sentiment, [schema.SYMBOL, schema.DATE], "left"
-    )
-    out = calendar_columns(window_features(rows))
-    return with_market(out, market, index_symbols)
 
 
 def with_market(frame: DataFrame, market: DataFrame | None, index_symbols: Sequence[str]) -> DataFrame:

@@ -30,7 +30,7 @@ from tickercast.errors import UserError
 from tickercast.preprocess import io, spec
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, Row, SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
 
     from tickercast.config import Settings
 
@@ -119,8 +119,8 @@ def run_job(
         if _is_overflow(exc):
             raise UserError(
                 "a value in the raw data is too large to sum exactly (the moving sums allow prices up "
-                "to about 8e12 / rows of history; see docs/preprocessing.md): check the raw prices for "
-                "a misplaced exponent; nothing published, previous output kept"
+                "to about 4e10; see docs/preprocessing.md): check the raw prices for a misplaced "
+                "exponent; nothing published, previous output kept"
             ) from exc
         raise
     finally:
@@ -133,10 +133,14 @@ def run_job(
 
 
 def _is_overflow(exc: Exception) -> bool:
-    """Tell whether Spark stopped on an integer overflow (an exact sum out of range)."""
-    from pyspark.errors import ArithmeticException
+    """Tell whether the job stopped on an exact sum out of range (in Spark or in the feature kernel)."""
+    from pyspark.errors import ArithmeticException, PythonException
 
-    return isinstance(exc, ArithmeticException)
+    from tickercast.preprocess.kernel import VALUE_TOO_LARGE
+
+    return isinstance(exc, ArithmeticException) or (
+        isinstance(exc, PythonException) and VALUE_TOO_LARGE in str(exc)
+    )
 
 
 def _first_lines(spark: SparkSession, files: list[io.InputFile]) -> dict[str, list[str]]:
@@ -477,9 +481,7 @@ def _write_features(
         :func:`_content_stats` of the written rows.
 
     """
-    from pyspark.sql import Observation
-
-    from tickercast.preprocess import features
+    from tickercast.preprocess import features, write
 
     prices = valid[schema.RAW_PRICES].select(
         schema.SYMBOL,
@@ -509,6 +511,7 @@ def _write_features(
 
     previous = io.read_manifest(settings.manifest_path)
     mode, reason = "full", "--full" if full else "no previous output"
+    columns = spec.curated_columns(index_symbols)
     curated = None
     if not full and previous is not None:
         curated, reason = _incremental(
@@ -516,21 +519,31 @@ def _write_features(
         )
         if curated is not None:
             mode = "incremental"
-    if curated is None:
-        curated = features.curated(prices, calendar, sentiment, market, index_symbols)
     log.info("mode: %s (%s)", mode, reason)
+    # The rows are written, and their content hashed, by the Python workers; a full run computes
+    # the features there too, where the rows already are (see tickercast.preprocess.write).
+    if curated is None:
+        rows = features.feature_rows(prices, calendar, sentiment)
+        market_arrays = _market_arrays(collected["market"][0], len(trading_dates)) if index_symbols else {}
+        metrics = write.write_curated(rows, out, columns, market=market_arrays, compute=True)
+    else:
+        metrics = write.write_curated(curated, out, columns, compute=False)
+    return mode, reason, _content_stats(columns, metrics, trading_dates, collected["spans"][0])
 
-    # The content hash and the row count are gathered as the rows are written, not read back.
-    observation = Observation("curated_content")
-    observed = curated.observe(observation, *_content_metrics(curated))
-    # Only the symbols repeat enough for a dictionary to pay: for prices and indicators one is
-    # built, then dropped, per page, and the small integers and dates compress as well without.
-    writer = observed.write.mode("overwrite").option("parquet.enable.dictionary", "false")
-    for column in curated.schema.fields:
-        if column.dataType.typeName() == "string":
-            writer = writer.option(f"parquet.enable.dictionary#{column.name}", "true")
-    writer.parquet(str(out))
-    return mode, reason, _content_stats(curated, observation.get, trading_dates, collected["spans"][0])
+
+def _market_arrays(rows: list[Row], n_dates: int) -> dict[str, Any]:
+    """Turn the collected market table into one array per ``mkt_*`` column, indexed by ``time_idx``."""
+    import numpy as np
+
+    arrays: dict[str, Any] = {}
+    names = [name for name in (rows[0].__fields__ if rows else []) if name != schema.TIME_IDX]
+    for name in names:
+        values = np.full(n_dates, np.nan)
+        for r in rows:
+            if r[name] is not None:
+                values[r[schema.TIME_IDX]] = r[name]
+        arrays[name] = values
+    return arrays
 
 
 def _write_quarantine(
@@ -626,37 +639,22 @@ def _incremental(spark, settings, previous, prices, calendar, sentiment, market,
     return features.with_market(combined, market, index_symbols), "only new or changed rows recomputed"
 
 
-def _content_metrics(curated: DataFrame) -> list[Column]:
-    """Return the aggregates :func:`_content_stats` needs, to be gathered while the rows are written."""
-    from pyspark.sql import functions as F
-
-    row_hash = F.xxhash64(*[F.col(c) for c in curated.columns])
-    return [
-        F.count(F.lit(1)).alias("rows"),
-        # Order-free folds of one 64-bit row hash: the content, whatever the partitioning. The sum
-        # adds the two 32-bit halves apart, as longs that cannot overflow below 2^31 rows.
-        F.bit_xor(row_hash).alias("xor"),
-        F.sum(F.shiftrightunsigned(row_hash, 32)).alias("xsum_hi"),
-        F.sum(row_hash.bitwiseAND(F.lit(0xFFFFFFFF))).alias("xsum_lo"),
-        F.min(schema.DATE).alias("first"),
-        F.max(schema.DATE).alias("last"),
-    ]
-
-
 def _content_stats(
-    curated: DataFrame, metrics: dict[str, Any], trading_dates: list[dt.date], spans: list[Row]
+    columns: list[str], metrics: dict[str, Any], trading_dates: list[dt.date], spans: list[Row]
 ) -> dict[str, Any]:
     """Hash the curated content and gather the calendar and per-symbol ranges.
 
     Args:
-        curated: The curated rows as written (only their schema is read).
-        metrics: The values of :func:`_content_metrics`, observed while the rows were written.
+        columns: The curated columns as written.
+        metrics: What :func:`tickercast.preprocess.write.write_curated` returned for them.
         trading_dates: The trading dates in order (a date's position is its ``time_idx``).
         spans: The rows of :func:`tickercast.preprocess.features.symbol_spans`, one per symbol:
             the curated rows hold one row per valid price row, so the same first and last
             indices and row counts (an incremental run writes the rows a full one would).
 
     """
+    from tickercast.preprocess import write
+
     symbols = {
         r[schema.SYMBOL]: {
             "first_date": trading_dates[r["_first_idx"]].isoformat(),
@@ -665,14 +663,14 @@ def _content_stats(
         }
         for r in spans
     }
-    columns = [[f.name, f.dataType.simpleString()] for f in curated.schema.fields]
+    typed = [[f.name, str(f.type)] for f in write.curated_schema(columns)]
     data_version = io.content_hash(
-        [schema.SCHEMA_VERSION, columns, *(metrics[k] for k in ("rows", "xor", "xsum_hi", "xsum_lo"))]
+        [schema.SCHEMA_VERSION, typed, *(metrics[k] for k in ("rows", "xor", "sum_hi", "sum_lo"))]
     )
     return {
         "rows": int(metrics["rows"]),
         "data_version": data_version,
-        "columns": [name for name, _ in columns],
+        "columns": list(columns),
         "calendar": {
             "first_date": metrics["first"].isoformat() if metrics["first"] else None,
             "last_date": metrics["last"].isoformat() if metrics["last"] else None,
