@@ -3,9 +3,9 @@
 Per-symbol rows are put together in date order by ``Window.partitionBy("symbol").orderBy("date")``
 and the indicators computed from them by :mod:`tickercast.preprocess.kernel` in the Python workers
 (``mapInArrow``); the trading calendar and the market-index table are small (one row per trading
-date) and are broadcast. The formulas
-are in ``docs/preprocessing.md``; :mod:`tickercast.preprocess.local_features` implements the same
-ones in pandas and the tests hold both to an independent reference.
+date) and are broadcast. The formulas are in ``docs/preprocessing.md``;
+:mod:`tickercast.preprocess.local_features` implements the same ones in pandas and the tests hold
+both to an independent reference.
 """
 
 from __future__ import annotations
