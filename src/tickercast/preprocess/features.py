@@ -234,25 +234,28 @@ def _numbered(rows: DataFrame) -> DataFrame:
     return rows.withColumns(extra)
 
 
+# What :func:`window_features` adds, in order (``news_count`` replaces the input's, 0 for null),
+# and the input columns it consumes.
+WINDOW_COLUMNS = (
+    schema.LOG_RETURN,
+    *schema.MOVING_AVERAGES,
+    *schema.REALISED_VOLS,
+    schema.RSI,
+    schema.SENTIMENT,
+    schema.NEWS_COUNT,
+    schema.SENTIMENT_OBSERVED,
+)
+_CONSUMED = (kernel.ROW_NUMBER, PREVIOUS_CLOSE, kernel.SENTIMENT_MEAN, schema.NEWS_COUNT)
+
+
 def _window_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Add :func:`kernel.window_columns` to whole symbols' rows (runs in the Python workers)."""
-    helpers = [kernel.ROW_NUMBER, PREVIOUS_CLOSE, kernel.SENTIMENT_MEAN, schema.NEWS_COUNT]
     for table in kernel.whole_symbols(batches):
         computed = kernel.window_columns(table)
-        out = table.drop_columns(helpers)
+        out = table.drop_columns(list(_CONSUMED))
         for name in WINDOW_COLUMNS:
             out = out.append_column(name, computed[name])
         yield from out.to_batches()
-
-
-# What :func:`window_features` adds, in order, with Spark types.
-WINDOW_COLUMNS = {
-    schema.LOG_RETURN: "double",
-    **{name: "double" for name in (*schema.MOVING_AVERAGES, *schema.REALISED_VOLS, schema.RSI)},
-    schema.SENTIMENT: "double",
-    schema.NEWS_COUNT: "bigint",
-    schema.SENTIMENT_OBSERVED: "bigint",
-}
 
 
 def window_features(rows: DataFrame) -> DataFrame:
@@ -269,11 +272,9 @@ def window_features(rows: DataFrame) -> DataFrame:
 
     """
     numbered = _numbered(rows)
-    helpers = {kernel.ROW_NUMBER, PREVIOUS_CLOSE, kernel.SENTIMENT_MEAN, schema.NEWS_COUNT}
-    kept = [
-        f"`{f.name}` {f.dataType.simpleString()}" for f in numbered.schema.fields if f.name not in helpers
-    ]
-    added = [f"{name} {kind}" for name, kind in WINDOW_COLUMNS.items()]
+    fields = [f for f in numbered.schema.fields if f.name not in _CONSUMED]
+    kept = [f"`{f.name}` {f.dataType.simpleString()}" for f in fields]
+    added = [f"{name} {'bigint' if name in spec.INTEGER_COLUMNS else 'double'}" for name in WINDOW_COLUMNS]
     return numbered.mapInArrow(_window_batches, ", ".join(kept + added))
 
 

@@ -36,7 +36,6 @@ SENTIMENT_MEAN = "sentiment_mean"  # the day's mean observed score, null on days
 # Prices and price changes get 2^-50 steps, squared returns (below 1e3) 2^-60 steps.
 _PRICE_BITS, _SQUARE_BITS, _LOW_BITS = 20, 30, 30
 _INT64_LIMIT = float(2**63)
-_ANNUALISATION = spec.ANNUALISATION
 
 # Said on top of the worker's error, which reaches the driver as text.
 VALUE_TOO_LARGE = "tickercast: value too large to sum exactly"
@@ -52,12 +51,13 @@ class RowsOutOfOrder(RuntimeError):
 
 def _segment_starts(symbols: pa.Array) -> np.ndarray:
     """Return, for each row, the position of its symbol's first row (rows grouped by symbol)."""
-    codes = pc.dictionary_encode(symbols).indices.to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(symbols)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
     change = np.empty(len(codes), dtype=bool)
     change[:1] = True
     np.not_equal(codes[1:], codes[:-1], out=change[1:])
     starts = np.flatnonzero(change)
-    if len(starts) != len(np.unique(codes)):
+    if len(starts) != len(encoded.dictionary):  # more runs than symbols: one is split
         raise RowsOutOfOrder("a symbol's rows are not together in the partition")
     return starts[np.cumsum(change) - 1]
 
@@ -143,7 +143,8 @@ def window_columns(table: pa.Table) -> dict[str, pa.Array]:
             total = np.log(close / _lagged(close, n, first, position))
             sum_squares = _moving_sum(squares, n, _SQUARE_BITS, first, position)
             variance = np.maximum((sum_squares - total * total / float(n)) / float(n - 1), 0.0)
-            columns[f"rv_{n}"] = _nullable(np.where(row >= n + 1, np.sqrt(variance) * _ANNUALISATION, np.nan))
+            volatility = np.sqrt(variance) * spec.ANNUALISATION
+            columns[f"rv_{n}"] = _nullable(np.where(row >= n + 1, volatility, np.nan))
         columns[schema.RSI] = _nullable(_rsi(delta, row, first, position))
         sentiment, observed = _sentiment(table, first, position)
     news = table.column(schema.NEWS_COUNT).to_numpy(zero_copy_only=False)
