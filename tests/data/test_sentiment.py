@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tickercast.data import sentiment
@@ -58,3 +59,13 @@ def test_scorers_are_pluggable() -> None:
         get_scorer("finbert")
     with pytest.raises(UserError, match="cannot load"):
         get_scorer("no.such.module:score")
+
+
+def test_arrow_scores_equal_the_pandas_scores() -> None:
+    texts = ["good news", None, "terrible crash", "good news", "", "neutral statement"]
+    arrow_scores = sentiment.score_headline_array(pa.array(texts)).to_pylist()
+    pandas_scores = score_headlines(pd.Series(texts)).tolist()
+    assert arrow_scores[1] is None and np.isnan(pandas_scores[1])
+    present = [0, 2, 3, 4, 5]
+    assert [arrow_scores[i] for i in present] == [pandas_scores[i] for i in present]
+    assert arrow_scores[0] == arrow_scores[3] > 0 > arrow_scores[2]

@@ -12,10 +12,11 @@ among those added with :func:`register_scorer` -- the hook for a finance lexicon
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from tickercast.data.vader import CompoundScorer
 from tickercast.errors import UserError
@@ -54,13 +55,35 @@ def score_headlines(headlines: pd.Series) -> pd.Series:
 
     """
     codes, uniques = pd.factorize(headlines, use_na_sentinel=True)
-    unique_scores = np.fromiter(
-        (_remembered_score(str(text)) for text in uniques), dtype="float64", count=len(uniques)
-    )
+    unique_scores = _distinct_scores(str(text) for text in uniques)
     scores = np.full(len(codes), np.nan)
     present = codes >= 0
     scores[present] = unique_scores[codes[present]]
     return pd.Series(scores, index=headlines.index, name="sentiment")
+
+
+def score_headline_array(headlines: pa.Array) -> pa.Array:
+    """Score an Arrow array of headlines as :func:`score_headlines` scores a Series.
+
+    Only the distinct texts become Python strings (a dictionary encoding finds them), so a batch
+    of millions of rows costs one lexicon pass and one string per distinct headline: this is
+    what the Spark job's Arrow UDF calls.
+
+    Args:
+        headlines: A string array; nulls are allowed.
+
+    Returns:
+        A float64 array of the same length: the compound score, null where the headline is null.
+
+    """
+    encoded = headlines.dictionary_encode()
+    texts = encoded.dictionary.to_pylist()
+    return pa.array(_distinct_scores(texts)).take(encoded.indices)
+
+
+def _distinct_scores(texts: Iterable[str]) -> np.ndarray:
+    """Score each text, in order, into a float64 array (recently seen texts are looked up)."""
+    return np.fromiter((_remembered_score(text) for text in texts), dtype="float64")
 
 
 def _remembered_score(text: str) -> float:

@@ -14,7 +14,6 @@ import bisect
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 
-import pandas as pd
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -32,14 +31,17 @@ def _by_symbol():
     return Window.partitionBy(schema.SYMBOL).orderBy(schema.DATE)
 
 
-def _score_batch(headlines: pd.Series) -> pd.Series:
-    from tickercast.data.sentiment import score_headlines
+def _score_batch(headlines: pa.Array) -> pa.Array:
+    from tickercast.data.sentiment import score_headline_array
 
-    return score_headlines(headlines).astype("float64")
+    return score_headline_array(headlines)
 
 
 def headline_scores(headlines: Column) -> Column:
-    """Score headlines with the foundation's scorer (VADER) in a pandas UDF, batch by batch.
+    """Score headlines with the foundation's scorer (VADER) in an Arrow UDF, batch by batch.
+
+    The batches stay Arrow arrays: only each batch's distinct headlines become Python strings
+    (a pandas UDF would turn every row into one first, about a third of the scoring time).
 
     Args:
         headlines: A string column.
@@ -48,7 +50,7 @@ def headline_scores(headlines: Column) -> Column:
         A double column: the compound score in [-1, 1].
 
     """
-    return F.pandas_udf(_score_batch, "double")(headlines)
+    return F.arrow_udf(_score_batch, "double")(headlines)
 
 
 def trading_calendar(spark: SparkSession, dates: Iterable[dt.date]) -> DataFrame:

@@ -160,10 +160,22 @@ def first_lines(path: str) -> list[str]:
     return []
 
 
-def _number(name: str) -> Column:
-    value = F.col(name).try_cast("double")
+def _with_numbers(frame: DataFrame, numbers: dict[str, str], **columns: Column) -> DataFrame:
+    """Add parsed numbers (output name -> text column; null when unparseable, NaN or infinite).
+
+    Two projections: the guard reads each parsed value twice, and a parse inside it would run
+    twice per row (Spark does not share an expression between a condition and its branch).
+
+    Args:
+        frame: The parsed rows.
+        numbers: Output column name -> the text column it parses.
+        columns: More columns to add alongside the parsed values.
+
+    """
+    casts = {out: F.col(name).try_cast("double") for out, name in numbers.items()}
+    parsed = frame.withColumns(casts | columns)
     # NaN compares above infinity in Spark, so this one test rejects NaN and both infinities.
-    return F.when(F.abs(value) < F.lit(_INF), value)
+    return parsed.withColumns({out: F.when(F.abs(F.col(out)) < F.lit(_INF), F.col(out)) for out in numbers})
 
 
 def _raw_date(name: str) -> Column:
@@ -268,7 +280,7 @@ def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
 
     """
     numbers = ("Open", "High", "Low", "Close", "Volume")
-    staged = parsed.withColumns({"_date": _raw_date("Date"), **{f"_{n}": _number(n) for n in numbers}})
+    staged = _with_numbers(parsed, {f"_{n}": n for n in numbers}, _date=_raw_date("Date"))
     o, h, lo, c, v = (F.col(f"_{n}") for n in numbers)
     date = F.col("_date")
     missing = _first([(F.col(n).isNull(), n) for n in schema.PRICE_REQUIRED])
@@ -300,7 +312,7 @@ def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
     """
     optional = ("Open", "High", "Low", "Volume")
     numbers = ("Close", *optional)
-    staged = parsed.withColumns({"_date": _raw_date("Date"), **{f"_{n}": _number(n) for n in numbers}})
+    staged = _with_numbers(parsed, {f"_{n}": n for n in numbers}, _date=_raw_date("Date"))
     o, h, lo, c, v = (F.col(f"_{n}") for n in ("Open", "High", "Low", "Close", "Volume"))
     date = F.col("_date")
     missing = _first([(F.col(n).isNull(), n) for n in schema.INDEX_REQUIRED])
@@ -366,7 +378,7 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
         ``file_index, record, header, symbol, date, score, reason, status``.
 
     """
-    staged = parsed.withColumns({"_date": _raw_date("Date"), "_score": _number("sentiment")})
+    staged = _with_numbers(parsed, {"_score": "sentiment"}, _date=_raw_date("Date"))
     date, score = F.col("_date"), F.col("_score")
     missing = _first([(F.col(n).isNull(), n) for n in schema.SENTIMENT_COLUMNS])
     reason = _reason_chain(
@@ -436,20 +448,22 @@ def resolve_duplicates(
         operator.and_, [F.lag(F.col(c)).over(order).eqNullSafe(F.col(c)) for c in rest]
     )
     ranked = checked.withColumn("_first", ~F.coalesce(same_key_as_previous, F.lit(False)))
-    if set(values) <= set(keys):
-        # The values are part of the key (news): a repeated key is always an exact duplicate.
-        same = F.lit(True)
-    else:
-        row = F.struct(*values)
-        ranked = ranked.withColumn("_winner", F.last(F.when(F.col("_first"), row), True).over(running))
-        same = row.eqNullSafe(F.col("_winner"))
     kept = F.col("_first") & (F.col(STATUS) == VALID)  # the rows that stay valid
     before = order.rowsBetween(Window.unboundedPreceding, -1)
     looked_back = {previous_name(c): F.last(F.when(kept, F.col(c)), True).over(before) for c in previous}
+    if set(values) <= set(keys):
+        # The values are part of the key (news): a repeated key is always an exact duplicate.
+        same = F.lit(True)
+        winner = {}
+    else:
+        row = F.struct(*values)
+        winner = {"_winner": F.last(F.when(F.col("_first"), row), True).over(running)}
+        same = row.eqNullSafe(F.col("_winner"))
+    # Added together, the winner and the looked-back columns are computed in one pass over the
+    # sorted rows (added one after the other, each would take a pass of its own).
+    ranked = ranked.withColumns(winner | looked_back)
     keep = (F.col(STATUS) != VALID) | F.col("_first")
     status = F.when(keep, F.col(STATUS)).when(same, F.lit(DUPLICATE)).otherwise(F.lit(SUPERSEDED))
     reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
     columns = [c for c in checked.columns if c not in (STATUS, REASON)]
-    return ranked.withColumns(looked_back).select(
-        *columns, *looked_back, reason.alias(REASON), status.alias(STATUS)
-    )
+    return ranked.select(*columns, *looked_back, reason.alias(REASON), status.alias(STATUS))
