@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import json
 import logging
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,11 +219,7 @@ def _read_rows(
 
 def _validated(
     spark: SparkSession, inputs: list[io.InputFile], today: dt.date, now: dt.datetime, cached: list[DataFrame]
-) -> dict[str, Callable[[], DataFrame]]:
-    """Return, per raw kind, a function that builds its classified rows, cached on local disk.
-
-    The functions only plan (Spark computes nothing yet): :func:`_file_stats` calls them.
-    """
+) -> dict[str, DataFrame]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -248,37 +242,32 @@ def _validated(
         if finish is not None:
             resolved = finish(resolved)
         # On disk, not in the heap: the driver's memory must not grow with the input.
-        frame = resolved.persist(StorageLevel.DISK_ONLY)
-        cached.append(frame)
-        return frame
+        cached.append(resolved.persist(StorageLevel.DISK_ONLY))
+        return cached[-1]
 
     price_values = [schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME]
     return {
-        schema.RAW_PRICES: functools.partial(
-            classified,
+        schema.RAW_PRICES: classified(
             schema.RAW_PRICES,
             lambda p: v.check_prices(p, today),
             [schema.SYMBOL, schema.DATE],
             price_values,
             previous=[schema.CLOSE],
         ),
-        schema.RAW_INDICES: functools.partial(
-            classified,
+        schema.RAW_INDICES: classified(
             schema.RAW_INDICES,
             lambda p: v.check_indices(p, today),
             [schema.SYMBOL, schema.DATE],
             [schema.CLOSE],
         ),
-        schema.RAW_NEWS: functools.partial(
-            classified,
+        schema.RAW_NEWS: classified(
             schema.RAW_NEWS,
             lambda p: v.check_news(p, now),
             [schema.SYMBOL, "published_at", "headline"],
             ["headline"],
             finish=_scored_news,
         ),
-        schema.RAW_SENTIMENT: functools.partial(
-            classified,
+        schema.RAW_SENTIMENT: classified(
             schema.RAW_SENTIMENT,
             lambda p: v.check_sentiment(p, today),
             [schema.SYMBOL, schema.DATE],
@@ -288,20 +277,17 @@ def _validated(
 
 
 def _file_stats(
-    spark: SparkSession, builders: dict[str, Callable[[], DataFrame]], inputs: list[io.InputFile]
-) -> tuple[dict[str, DataFrame], list[tuple[str, str, str, str | None, int]], dict[str, list]]:
-    """Build each kind's cached rows and count them per file and outcome, the kinds side by side.
+    spark: SparkSession, frames: dict[str, DataFrame], inputs: list[io.InputFile]
+) -> tuple[list[tuple[str, str, str, str | None, int]], dict[str, list]]:
+    """Collect (kind, source_file, status, reason, rows), one small row per file and outcome.
 
-    Each kind is planned and counted in a thread of its own: while Spark reads the prices, the
-    driver plans the news (planning a cold JVM's first queries takes seconds, with the cores
-    idle). The pass that builds the caches also gathers what later steps need of them: the trading
-    dates (the distinct dates of valid prices, a few thousand at most) and the index symbols (the
-    distinct symbols of valid index rows), so no later query reads the rows for them.
+    The same pass over the rows builds the caches and gathers what later steps need of them: the
+    trading dates (the distinct dates of valid prices, a few thousand at most) and the index
+    symbols (the distinct symbols of valid index rows), so no later query reads the rows for them.
 
     Returns:
-        ``(frames, stats, gathered)``: the cached rows of each kind; (kind, source_file, status,
-        reason, rows), one small row per file and outcome; ``gathered`` maps ``trading_dates`` and
-        ``index_symbols`` to their distinct values, in order.
+        ``(stats, gathered)``: ``gathered`` maps ``trading_dates`` and ``index_symbols`` to their
+        distinct values, in order.
 
     """
     from pyspark.sql import Observation
@@ -315,35 +301,30 @@ def _file_stats(
         schema.RAW_PRICES: ("trading_dates", schema.DATE),
         schema.RAW_INDICES: ("index_symbols", schema.SYMBOL),
     }
-
-    def counted(kind: str) -> tuple[DataFrame, list[Row], Observation | None]:
-        cached = frame = builders[kind]()
-        observation = None
+    observations = {}
+    parts = []
+    for kind, frame in frames.items():
         if kind in gathered:
             name, column = gathered[kind]
-            observation = Observation(name)
+            observations[name] = Observation(name)
             valid_value = F.when(F.col("status") == "valid", F.col(column))
-            frame = frame.observe(observation, F.collect_set(valid_value).alias("values"))
+            frame = frame.observe(observations[name], F.collect_set(valid_value).alias("values"))
         counts = frame.groupBy(FILE_INDEX, "status", "reason").agg(F.count(F.lit(1)).alias("n"))
-        return cached, counts.collect(), observation
-
+        parts.append(counts.withColumn("kind", F.lit(kind)))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
     # Adaptive execution would first build each cache in a stage of its own, then read it back to
     # count; without it the counts are taken as the cache is built.
-    with sql_conf(spark, {"spark.sql.adaptive.enabled": "false"}), ThreadPoolExecutor(len(builders)) as pool:
-        done = dict(zip(builders, pool.map(counted, builders), strict=True))
+    with sql_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
+        collected = union.collect()
+    names = {kind: [f.name for f in _files_of(inputs, kind)] for kind in frames}
     stats = []
-    for kind, (_, collected, _) in done.items():
-        names = [f.name for f in _files_of(inputs, kind)]
-        for r in collected:
-            if r[FILE_INDEX] is None:  # Spark reported a path the job did not list: a bug, not bad data
-                raise UserError(f"{r['n']} {kind} rows could not be traced to their file; nothing published")
-            stats.append((kind, names[r[FILE_INDEX]], r["status"], r["reason"], int(r["n"])))
-    values = {
-        gathered[kind][0]: sorted(observation.get["values"])
-        for kind, (_, _, observation) in done.items()
-        if observation is not None
-    }
-    return {kind: frame for kind, (frame, _, _) in done.items()}, stats, values
+    for r in collected:
+        if r[FILE_INDEX] is None:  # Spark reported a path the job did not list: a bug, not bad data
+            raise UserError(f"{r['n']} {r['kind']} rows could not be traced to their file; nothing published")
+        stats.append((r["kind"], names[r["kind"]][r[FILE_INDEX]], r["status"], r["reason"], int(r["n"])))
+    return stats, {name: sorted(observation.get["values"]) for name, observation in observations.items()}
 
 
 def _summarise(stats, inputs: list[io.InputFile]) -> tuple[dict, dict, dict, list[str]]:
@@ -383,7 +364,8 @@ def _run(
 ) -> JobResult:
     from pyspark.sql import functions as F
 
-    frames, stats, gathered = _file_stats(spark, _validated(spark, inputs, today, now, cached), inputs)
+    frames = _validated(spark, inputs, today, now, cached)
+    stats, gathered = _file_stats(spark, frames, inputs)
     counts, by_kind, reasons, warnings = _summarise(stats, inputs)
     limit = settings.spark.max_bad_fraction
     if counts["read"] == 0:
