@@ -1,4 +1,4 @@
-"""Headline sentiment: text -> a score in [-1, 1], pluggable, vectorised for pandas UDFs.
+"""Headline sentiment: text -> a score in [-1, 1], pluggable, vectorised for Spark's Arrow UDFs.
 
 The default scorer is VADER's compound score (``vaderSentiment`` ships its lexicon, so nothing is
 downloaded), computed by :class:`tickercast.data.vader.CompoundScorer`: the same rules and lexicon,
@@ -25,7 +25,7 @@ Scorer = Callable[[pd.Series], pd.Series]
 
 _compound: CompoundScorer | None = None
 _scorers: dict[str, Scorer] = {}
-# Scores of recently seen headlines. A pandas UDF worker scores batch after batch of one
+# Scores of recently seen headlines. A Spark UDF worker scores batch after batch of one
 # symbol's news, and a symbol's headlines repeat across the batch boundary; the bound keeps a
 # long-lived worker's memory flat (about 10 MB).
 _recent: dict[str, float] = {}

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_type
 
 from tickercast import schema
-from tickercast.preprocess import kernel, spec
+from tickercast.preprocess import kernel, spec, write
 
 # The close of a symbol's previous valid row, where duplicate resolution already looked it up
 # (:func:`tickercast.preprocess.validate.resolve_duplicates`, ``previous=["close"]``).
@@ -276,7 +277,9 @@ def window_features(rows: DataFrame) -> DataFrame:
     numbered = _numbered(rows)
     fields = [f for f in numbered.schema.fields if f.name not in _CONSUMED]
     kept = [f"`{f.name}` {f.dataType.simpleString()}" for f in fields]
-    added = [f"{name} {'bigint' if name in spec.INTEGER_COLUMNS else 'double'}" for name in WINDOW_COLUMNS]
+    # The added columns have the types the curated files give them.
+    added_fields = write.curated_schema(WINDOW_COLUMNS)
+    added = [f"{f.name} {from_arrow_type(f.type).simpleString()}" for f in added_fields]
     return numbered.mapInArrow(_window_batches, ", ".join(kept + added))
 
 
