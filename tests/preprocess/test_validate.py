@@ -135,3 +135,54 @@ def test_counts_warnings_and_summary(bad_run) -> None:
         "wrote 5 rows",
     ):
         assert text in result.output
+
+
+@pytest.fixture(scope="module")
+def line_break_run(spark, tmp_path_factory: pytest.TempPathFactory):
+    """One run over files with CRLF endings, a blank line, quoted line breaks and an unclosed quote."""
+    from typer.testing import CliRunner
+
+    from tickercast.cli import app
+
+    root = tmp_path_factory.mktemp("breaks")
+    prices = root / "raw" / "prices"
+    prices.mkdir(parents=True)
+    (prices / "a.csv").write_bytes(
+        (
+            f"{HEADER}\r\n"
+            "2024-01-02,GOOD,10,11,9,10.5,100\r\n"
+            "\r\n"
+            '2024-01-03,"GOOD\n",10,11,9,10.5,100\r\n'  # a symbol with a line break: rejected
+            '2024-01-04,GOOD,10,11,9,10.4,"100\n"\r\n'  # a number with one: whitespace, as unquoted
+            '2024-01-05,"GOOD,10,11,9,10.1,100\r\n'  # never closed: takes every line to the end
+            "2024-01-08,GOOD,10,11,9,10.3,100\r\n"
+            "2024-01-09,GOOD,10,11,9,10.3,100\r\n"
+        ).encode()
+    )
+    news = root / "raw" / "news"
+    news.mkdir(parents=True)
+    (news / "n.csv").write_text(
+        'published_at,Symbol,headline\n2024-01-02T10:00:00-05:00,GOOD,"Great results,\nstrong growth"\n'
+    )
+    result = CliRunner().invoke(app, ["preprocess", "--data", str(root), "--max-bad-fraction", "1"])
+    return result, root
+
+
+def test_quoted_line_breaks_follow_rfc_4180(line_break_run) -> None:
+    from tickercast.data.sentiment import score_headlines
+    from tickercast.preprocess import spec
+
+    result, root = line_break_run
+    assert result.exit_code == 0, result.output
+    curated = pd.read_parquet(root / "curated" / "features").sort_values("date")
+    assert [str(d) for d in curated["date"]] == ["2024-01-02", "2024-01-04"]
+    quarantine = pd.read_parquet(root / "quarantine").sort_values("record")
+    assert quarantine["reason"].tolist() == [spec.REASON_SPANS_LINES] * 2
+    symbol_break, unclosed = quarantine["record"].tolist()
+    assert symbol_break.startswith("2024-01-03,GOOD\n,10")
+    # The unclosed quote's record holds the lines it took: nothing is lost without a trace.
+    assert "\n2024-01-08,GOOD" in unclosed and "\n2024-01-09,GOOD" in unclosed
+    first = curated.iloc[0]
+    assert first["news_count"] == 1
+    expected = score_headlines(pd.Series(["Great results,\nstrong growth"])).item()
+    assert first["sentiment"] == pytest.approx(expected)

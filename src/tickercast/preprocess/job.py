@@ -180,11 +180,14 @@ def _read_rows(
     """Read every raw CSV of a kind in one distributed read, with each file's first line.
 
     ``firsts`` maps each file's path to its first line (:func:`_first_lines`). Spark's CSV reader
-    splits every line (RFC 4180 quotes, whitespace trimmed, empty -> null) into as many string
-    columns as the widest first line has, plus one to notice lines with more fields than their
-    header (at most ``N_FIELDS``). :func:`tickercast.preprocess.validate.parse_rows` maps them by
-    each file's header. Rows carry the path Spark reports for their file, not its name: the name
-    comes from the small table of files, not from string work on millions of rows.
+    splits every record (RFC 4180: a quoted field may hold line breaks; whitespace trimmed,
+    empty -> null) into as many string columns as the widest first line has, plus one to notice
+    lines with more fields than their header (at most ``N_FIELDS``). In ``multiLine`` mode one
+    parser streams through each file, about a third faster than a parser set up again for every
+    line; each file is then read whole by one task (the read is spread over files).
+    :func:`tickercast.preprocess.validate.parse_rows` maps the columns by each file's header.
+    Rows carry the path Spark reports for their file, not its name: the name comes from the small
+    table of files, not from string work on millions of rows.
 
     Returns:
         ``(rows, files)``: ``_path, c0 .. c{n-1}`` and one row per file:
@@ -204,7 +207,13 @@ def _read_rows(
         return spark.createDataFrame([], f"_path STRING, {ddl}"), spark.createDataFrame([], files_ddl)
     frame = (
         spark.read.schema(ddl)
-        .options(header=False, escape='"', ignoreLeadingWhiteSpace=True, ignoreTrailingWhiteSpace=True)
+        .options(
+            header=False,
+            escape='"',
+            ignoreLeadingWhiteSpace=True,
+            ignoreTrailingWhiteSpace=True,
+            multiLine=True,
+        )
         .csv([str(f.path) for f in of_kind])
     )
     reported = _reported_paths(frame)

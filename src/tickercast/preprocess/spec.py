@@ -53,6 +53,8 @@ REASON_BAD_SYMBOL = "bad symbol"
 REASON_SENTIMENT_RANGE = "sentiment outside [-1, 1]"
 REASON_MISSING_COLUMNS = "missing columns"  # followed by ": <col>, <col>"
 REASON_MALFORMED = "malformed line"
+# A one-line field (anything but a headline) that holds a line break: most likely an unclosed quote.
+REASON_SPANS_LINES = f"{REASON_MALFORMED}: a quoted field runs over a line break (an unclosed quote?)"
 REASON_SUPERSEDED = "superseded"
 
 # The curated integer columns; everything else numeric is float64.

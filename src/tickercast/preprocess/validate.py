@@ -178,11 +178,20 @@ def _with_numbers(frame: DataFrame, numbers: dict[str, str], **columns: Column) 
     return parsed.withColumns({out: F.when(F.abs(F.col(out)) < F.lit(_INF), F.col(out)) for out in numbers})
 
 
+def _matches(text: Column, pattern: str) -> Column:
+    r"""Match a whole value against a ``^...$`` pattern, a trailing line break included.
+
+    In Java's regular expressions ``$`` also matches before a final line break, and a quoted
+    field may end with one: ``\z`` (the very end) keeps ``"ABC\n"`` from passing as a symbol.
+    """
+    return text.rlike(pattern.removesuffix("$") + r"\z" if pattern.endswith("$") else pattern)
+
+
 def _raw_date(name: str) -> Column:
     """Parse the calendar date as written: ISO date or yfinance timestamp (the offset is ignored)."""
     text = F.col(name)
     # The pattern fixes the shape (yyyy-MM-dd first); the cast then rejects days that do not exist.
-    return F.when(text.rlike(spec.DATE_PATTERN), F.substring(text, 1, 10).try_cast("date"))
+    return F.when(_matches(text, spec.DATE_PATTERN), F.substring(text, 1, 10).try_cast("date"))
 
 
 def _first(conditions: Sequence[tuple[Column, str]]) -> Column:
@@ -219,7 +228,7 @@ def _ohlcv_reason(
             (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
             (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
             (unparseable.isNotNull(), F.concat(F.lit(f"{spec.REASON_UNPARSEABLE_NUMBER}: "), unparseable)),
-            (~F.col("Symbol").rlike(schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
+            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
             (non_positive.isNotNull(), F.concat(F.lit(f"{spec.REASON_NON_POSITIVE_PRICE}: "), non_positive)),
             (h < lo, spec.REASON_HIGH_BELOW_LOW),
             ((o < lo) | (o > h), spec.REASON_OPEN_OUTSIDE),
@@ -240,7 +249,21 @@ def _file_level(reason: Column) -> Column:
     )
 
 
-def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataFrame:
+def _spanning_lines(reason: Column, one_line: Sequence[str]) -> Column:
+    """Name a rejected record that runs over a line break: most likely an unclosed quote.
+
+    The reader follows RFC 4180, where a quoted field may hold line breaks; in a field that must
+    fit on one line, a break means a quote was opened and never closed, so the reader took the
+    following lines into this record. The reason says so (the record shows every line it took)
+    rather than naming whichever check its mangled fields failed first. Only rejected rows are
+    searched: ``&`` stops at the first false operand.
+    """
+    breaks = [F.col(c).contains(mark) for c in one_line for mark in ("\n", "\r")]
+    spans = functools.reduce(operator.or_, breaks)
+    return F.when(reason.isNotNull() & spans, F.lit(spec.REASON_SPANS_LINES)).otherwise(reason)
+
+
+def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], one_line: Sequence[str]) -> DataFrame:
     # Separate projections keep each expression computed once (and the plans small).
     cells = [c for c in frame.columns if c.startswith(_CELL)]
     with_reason = frame.select(
@@ -250,7 +273,7 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column]) -> DataF
         "header",
         "missing_columns",
         *[col.alias(name) for name, col in typed.items()],
-        _file_level(reason).alias(REASON),
+        _file_level(_spanning_lines(reason, one_line)).alias(REASON),
     )
     status = (
         F.when(F.size("missing_columns") > 0, F.lit(BAD_FILE))
@@ -296,7 +319,7 @@ def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
         schema.CLOSE: c,
         schema.VOLUME: v,
     }
-    return _finish(staged, reason, typed)
+    return _finish(staged, reason, typed, USED_COLUMNS[schema.RAW_PRICES])
 
 
 def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
@@ -322,7 +345,7 @@ def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
     non_positive = _first([(F.col(f"_{n}") <= 0, n) for n in ("Open", "High", "Low", "Close")])
     reason = _ohlcv_reason(missing, unparseable, non_positive, date, (o, h, lo, c, v), today)
     typed = {schema.SYMBOL: F.col("Symbol"), schema.DATE: date, schema.CLOSE: c}
-    return _finish(staged, reason, typed)
+    return _finish(staged, reason, typed, USED_COLUMNS[schema.RAW_INDICES])
 
 
 def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
@@ -339,7 +362,8 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
 
     """
     text = F.col("published_at")
-    staged = parsed.withColumn("_stamp", F.when(text.rlike(spec.TIMESTAMP_PATTERN), F.try_to_timestamp(text)))
+    instant = F.when(_matches(text, spec.TIMESTAMP_PATTERN), F.try_to_timestamp(text))
+    staged = parsed.withColumn("_stamp", instant)
     staged = staged.withColumn("_local", F.from_utc_timestamp("_stamp", schema.MARKET_TIMEZONE))
     # The New York date, plus one when the time of day is after the close: shifted so that the
     # first microsecond after the close starts the next day, the date falls out of integer math
@@ -354,7 +378,7 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
         [
             (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
             (stamp.isNull(), spec.REASON_UNPARSEABLE_DATE),
-            (~F.col("Symbol").rlike(schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
+            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
             (stamp > F.lit(now_utc).cast("timestamp"), spec.REASON_FUTURE_DATE),
         ]
     )
@@ -364,7 +388,8 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
         "headline": F.col("headline"),
         "effective_date": effective,
     }
-    return _finish(staged, reason, typed)
+    # A headline may hold a line break (RFC 4180 allows it in a quoted field); the rest may not.
+    return _finish(staged, reason, typed, ["published_at", "Symbol"])
 
 
 def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
@@ -386,13 +411,13 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
             (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
             (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
             (score.isNull(), f"{spec.REASON_UNPARSEABLE_NUMBER}: sentiment"),
-            (~F.col("Symbol").rlike(schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
+            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
             (F.abs(score) > 1, spec.REASON_SENTIMENT_RANGE),
             (date > F.lit(today), spec.REASON_FUTURE_DATE),
         ]
     )
     typed = {schema.SYMBOL: F.col("Symbol"), schema.DATE: date, "score": score}
-    return _finish(staged, reason, typed)
+    return _finish(staged, reason, typed, USED_COLUMNS[schema.RAW_SENTIMENT])
 
 
 def row_text(columns: Sequence[str]) -> Column:
