@@ -138,8 +138,8 @@ def test_counts_warnings_and_summary(bad_run) -> None:
 
 
 @pytest.fixture(scope="module")
-def line_break_run(spark, tmp_path_factory: pytest.TempPathFactory):
-    """One run over files with CRLF endings, a blank line, quoted line breaks and an unclosed quote."""
+def reader_run(spark, tmp_path_factory: pytest.TempPathFactory):
+    """One run over CRLF endings, a blank line, quoted line breaks, an unclosed quote, extra fields."""
     from typer.testing import CliRunner
 
     from tickercast.cli import app
@@ -151,6 +151,7 @@ def line_break_run(spark, tmp_path_factory: pytest.TempPathFactory):
         (
             f"{HEADER}\r\n"
             "2024-01-02,GOOD,10,11,9,10.5,100\r\n"
+            "2024-01-15,GOOD,10,11,9,10.5,100,7\r\n"  # one field more than this file's header
             "\r\n"
             '2024-01-03,"GOOD\n",10,11,9,10.5,100\r\n'  # a symbol with a line break: rejected
             '2024-01-04,GOOD,10,11,9,10.4,"100\n"\r\n'  # a number with one: whitespace, as unquoted
@@ -158,6 +159,18 @@ def line_break_run(spark, tmp_path_factory: pytest.TempPathFactory):
             "2024-01-08,GOOD,10,11,9,10.3,100\r\n"
             "2024-01-09,GOOD,10,11,9,10.3,100\r\n"
         ).encode()
+    )
+    # A wider header than a.csv's: the reader's columns; a.csv is the narrower file now.
+    _write(
+        root,
+        "prices",
+        "b.csv",
+        [
+            f"{HEADER},Adj Close",
+            "2024-01-10,GOOD,10,11,9,10.5,100,10.4",
+            "2024-01-11,GOOD,10,11,9,10.5,100,10.4,9",  # one field more than the widest header
+            "2024-01-12,GOOD,10,11,9,10.5,100,10.4,",  # an empty field more is no field
+        ],
     )
     news = root / "raw" / "news"
     news.mkdir(parents=True)
@@ -168,17 +181,17 @@ def line_break_run(spark, tmp_path_factory: pytest.TempPathFactory):
     return result, root
 
 
-def test_quoted_line_breaks_follow_rfc_4180(line_break_run) -> None:
+def test_quoted_line_breaks_follow_rfc_4180(reader_run) -> None:
     from tickercast.data.sentiment import score_headlines
     from tickercast.preprocess import spec
 
-    result, root = line_break_run
+    result, root = reader_run
     assert result.exit_code == 0, result.output
     curated = pd.read_parquet(root / "curated" / "features").sort_values("date")
-    assert [str(d) for d in curated["date"]] == ["2024-01-02", "2024-01-04"]
+    assert [str(d) for d in curated["date"]] == ["2024-01-02", "2024-01-04", "2024-01-10", "2024-01-12"]
     quarantine = pd.read_parquet(root / "quarantine").sort_values("record")
-    assert quarantine["reason"].tolist() == [spec.REASON_SPANS_LINES] * 2
-    symbol_break, unclosed = quarantine["record"].tolist()
+    spanning = quarantine[quarantine["reason"] == spec.REASON_SPANS_LINES]
+    symbol_break, unclosed = spanning["record"].tolist()
     assert symbol_break.startswith("2024-01-03,GOOD\n,10")
     # The unclosed quote's record holds the lines it took: nothing is lost without a trace.
     assert "\n2024-01-08,GOOD" in unclosed and "\n2024-01-09,GOOD" in unclosed
@@ -186,3 +199,16 @@ def test_quoted_line_breaks_follow_rfc_4180(line_break_run) -> None:
     assert first["news_count"] == 1
     expected = score_headlines(pd.Series(["Great results,\nstrong growth"])).item()
     assert first["sentiment"] == pytest.approx(expected)
+
+
+def test_lines_with_more_fields_than_their_header(reader_run) -> None:
+    from tickercast.preprocess import spec
+
+    _, root = reader_run
+    quarantine = pd.read_parquet(root / "quarantine")
+    extra = quarantine[quarantine["reason"] != spec.REASON_SPANS_LINES]
+    reason = f"{spec.REASON_MALFORMED}: more fields than the header"
+    assert sorted(zip(extra["source_file"], extra["record"], extra["reason"], strict=True)) == [
+        ("prices/a.csv", "2024-01-15,GOOD,10,11,9,10.5,100,7", reason),
+        ("prices/b.csv", "2024-01-11,GOOD,10,11,9,10.5,100,10.4,9", reason),
+    ]

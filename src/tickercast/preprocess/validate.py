@@ -31,6 +31,10 @@ from tickercast import schema
 from tickercast.preprocess import spec
 
 N_FIELDS = 24  # the most columns a raw line may carry; the CSV reader drops any beyond
+# The reader's column for the raw text of a record whose field count is not the reader's width.
+RAW_RECORD = "_raw_record"
+# How raw CSV is split into fields: RFC 4180 quotes, whitespace around a field trimmed.
+CSV_OPTIONS = {"escape": '"', "ignoreLeadingWhiteSpace": "true", "ignoreTrailingWhiteSpace": "true"}
 SOURCE_FILE = "source_file"
 # Rows carry their file as its position among the kind's files in name order (a small integer
 # through the shuffles and caches); ``source_file`` names it again where rows leave the job.
@@ -56,7 +60,7 @@ USED_COLUMNS = {
 }
 
 _INF = float("inf")
-_CELL, _SHOWN = "_cell", "_shown"
+_CELL, _SHOWN, _RAW = "_cell", "_shown", "_raw"
 
 
 def _field(position: Column, cells: Sequence[Column]) -> Column:
@@ -72,6 +76,19 @@ def _last_present(columns: Sequence[Column]) -> Column:
     return F.greatest(*[F.when(c.isNotNull(), F.lit(i + 1)) for i, c in enumerate(columns)])
 
 
+def _fields_beyond(raw: Column, width: int) -> Column:
+    """Tell whether a raw record holds a non-empty field after its first ``width`` fields.
+
+    Parses the record again with room for ``N_FIELDS`` fields: only for the few records the reader
+    flagged, since a record with as many fields as the reader's columns is never flagged.
+    """
+    if width >= N_FIELDS:
+        return F.lit(False)
+    ddl = ", ".join(f"f{i} STRING" for i in range(N_FIELDS))
+    parsed = F.from_csv(raw, ddl, CSV_OPTIONS)
+    return F.coalesce(*[parsed[f"f{i}"] for i in range(width, N_FIELDS)]).isNotNull()
+
+
 def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
     """Map CSV rows onto the contract's columns, using each file's own header.
 
@@ -83,7 +100,8 @@ def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
 
     Args:
         rows: ``_path`` (the file as Spark reports it) plus the fields ``c0 .. c{n-1}`` of every
-            line (trimmed, empty -> null, ``n`` at most ``N_FIELDS``), as Spark's CSV reader
+            line (trimmed, empty -> null, ``n`` at most ``N_FIELDS``) and ``RAW_RECORD`` (the raw
+            text of a record with another number of fields, else null), as Spark's CSV reader
             returns them.
         files: One row per file: ``_path, file_index, source_file, header_fields`` (the fields of
             its first line).
@@ -94,9 +112,10 @@ def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
         them it shows (``_shown``), from which :func:`_record_text` writes the line back as text for
         rejected rows only; one string column per entry of ``USED_COLUMNS[kind]``,
         ``missing_columns`` (required columns the file's header lacks, empty when complete),
-        ``header`` (the header as text, or null when the file has none) and ``extra_fields`` (true
-        when the line has more fields than its header). A row whose file is not in ``files`` (which
-        never happens) has a null ``file_index`` and lacks every column.
+        ``header`` (the header as text, or null when the file has none), ``extra_fields`` (true
+        when the line has more fields than its header) and ``_raw`` (the raw text of such a line,
+        which its fields alone cannot show). A row whose file is not in ``files`` (which never
+        happens) has a null ``file_index`` and lacks every column.
 
     """
     fields = F.col("header_fields")
@@ -123,7 +142,11 @@ def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
     width = F.coalesce(F.col("_width"), F.lit(0))
     cells = [F.col(c) for c in rows.columns if re.fullmatch(r"c[0-9]+", c)]
     shown = F.greatest(width, F.coalesce(_last_present(cells), F.lit(0)))
-    extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull()
+    # Fields past the file's header: in the reader's columns when the header is narrower than
+    # them; past its columns only in a flagged record (and only the widest files need that look).
+    raw = F.col(RAW_RECORD)
+    beyond = (width >= len(cells)) & raw.isNotNull() & _fields_beyond(raw, len(cells))
+    extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull() | beyond
     return data.select(
         FILE_INDEX,
         *[c.alias(f"{_CELL}{i}") for i, c in enumerate(cells)],
@@ -132,16 +155,21 @@ def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
         F.coalesce(F.col("missing_columns"), required).alias("missing_columns"),
         "header",
         extra.alias("extra_fields"),
+        F.when(extra, raw).alias(_RAW),
     )
 
 
 def _record_text(frame: DataFrame) -> Column:
-    """Write a parsed line back as CSV text (``record``) from the fields :func:`parse_rows` kept."""
+    """Write a parsed line back as CSV text (``record``) from the fields :func:`parse_rows` kept.
+
+    A line with more fields than the reader's columns keeps its raw text instead.
+    """
     shown = F.col(_SHOWN)
     cells = sorted((c for c in frame.columns if c.startswith(_CELL)), key=lambda c: int(c[len(_CELL) :]))
-    return F.concat_ws(
+    rebuilt = F.concat_ws(
         ",", *[F.when(F.lit(i) < shown, F.coalesce(F.col(c), F.lit(""))) for i, c in enumerate(cells)]
     )
+    return F.coalesce(F.col(_RAW), rebuilt)
 
 
 def first_lines(path: str) -> list[str]:
@@ -270,6 +298,7 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], one_line
         FILE_INDEX,
         *cells,
         _SHOWN,
+        _RAW,
         "header",
         "missing_columns",
         *[col.alias(name) for name, col in typed.items()],
@@ -287,7 +316,7 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], one_line
     return with_status.select(
         FILE_INDEX,
         record.alias(RECORD),
-        *[c for c in with_status.columns if c not in (FILE_INDEX, _SHOWN, "missing_columns", *cells)],
+        *[c for c in with_status.columns if c not in (FILE_INDEX, _SHOWN, _RAW, "missing_columns", *cells)],
     )
 
 
