@@ -60,7 +60,7 @@ USED_COLUMNS = {
 }
 
 _INF = float("inf")
-_CELL, _SHOWN, _RAW = "_cell", "_shown", "_raw"
+_CELL, _SHOWN, _RAW, _REPARSED = "_cell", "_shown", "_raw", "_reparsed"
 
 
 def _field(position: Column, cells: Sequence[Column]) -> Column:
@@ -76,17 +76,13 @@ def _last_present(columns: Sequence[Column]) -> Column:
     return F.greatest(*[F.when(c.isNotNull(), F.lit(i + 1)) for i, c in enumerate(columns)])
 
 
-def _fields_beyond(raw: Column, width: int) -> Column:
-    """Tell whether a raw record holds a non-empty field after its first ``width`` fields.
+def _reparsed(raw: Column) -> Column:
+    """Split a raw record into up to ``N_FIELDS`` fields (``f0 ..``), as the reader would.
 
-    Parses the record again with room for ``N_FIELDS`` fields: only for the few records the reader
-    flagged, since a record with as many fields as the reader's columns is never flagged.
+    For the few records the reader flagged (their field count is not its column count): a
+    projection of its own, so the parse runs once per record, whatever reads its fields.
     """
-    if width >= N_FIELDS:
-        return F.lit(False)
-    ddl = ", ".join(f"f{i} STRING" for i in range(N_FIELDS))
-    parsed = F.from_csv(raw, ddl, CSV_OPTIONS)
-    return F.coalesce(*[parsed[f"f{i}"] for i in range(width, N_FIELDS)]).isNotNull()
+    return F.from_csv(raw, ", ".join(f"f{i} STRING" for i in range(N_FIELDS)), CSV_OPTIONS)
 
 
 def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
@@ -145,8 +141,10 @@ def parse_rows(rows: DataFrame, files: DataFrame, kind: str) -> DataFrame:
     # Fields past the file's header: in the reader's columns when the header is narrower than
     # them; past its columns only in a flagged record (and only the widest files need that look).
     raw = F.col(RAW_RECORD)
-    beyond = (width >= len(cells)) & raw.isNotNull() & _fields_beyond(raw, len(cells))
-    extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull() | beyond
+    flagged = (width >= len(cells)) & raw.isNotNull()
+    data = data.withColumn(_REPARSED, F.when(flagged, _reparsed(raw)))
+    beyond = F.coalesce(*[F.col(_REPARSED)[f"f{i}"] for i in range(len(cells), N_FIELDS)], F.lit(None))
+    extra = F.coalesce(*[F.when(width <= i, c) for i, c in enumerate(cells)]).isNotNull() | beyond.isNotNull()
     return data.select(
         FILE_INDEX,
         *[c.alias(f"{_CELL}{i}") for i, c in enumerate(cells)],
@@ -294,6 +292,7 @@ def _spanning_lines(reason: Column, one_line: Sequence[str]) -> Column:
 def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], one_line: Sequence[str]) -> DataFrame:
     # Separate projections keep each expression computed once (and the plans small).
     cells = [c for c in frame.columns if c.startswith(_CELL)]
+    texts = {f"_text_{name}": F.col(name) for name in one_line}
     with_reason = frame.select(
         FILE_INDEX,
         *cells,
@@ -301,9 +300,14 @@ def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], one_line
         _RAW,
         "header",
         "missing_columns",
+        "extra_fields",
         *[col.alias(name) for name, col in typed.items()],
-        _file_level(_spanning_lines(reason, one_line)).alias(REASON),
+        *[col.alias(name) for name, col in texts.items()],
+        reason.alias(REASON),
     )
+    # The relabelling reads the row's reason twice: a column here, not its checks run twice.
+    relabelled = _file_level(_spanning_lines(F.col(REASON), list(texts)))
+    with_reason = with_reason.withColumn(REASON, relabelled).drop("extra_fields", *texts)
     status = (
         F.when(F.size("missing_columns") > 0, F.lit(BAD_FILE))
         .when(F.col(REASON).isNotNull(), F.lit(BAD))
