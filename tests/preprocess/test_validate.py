@@ -1,4 +1,5 @@
-"""Quarantine: every reason on hand-made bad files, duplicates, whole files, empty files, the CLI summary."""
+"""Quarantine: every reason on hand-made bad files, duplicates, whole files, empty files, the CLI
+summary, and how the reader splits records (quoted line breaks, unclosed quotes, extra fields)."""
 
 from __future__ import annotations
 
