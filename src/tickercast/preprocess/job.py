@@ -182,13 +182,11 @@ def _read_rows(
     ``firsts`` maps each file's path to its first line (:func:`_first_lines`). Spark's CSV reader
     splits every record (RFC 4180: a quoted field may hold line breaks; whitespace trimmed,
     empty -> null) into as many string columns as the widest first line has (at most
-    ``N_FIELDS``). A record with another number of fields also gets its raw text in
-    ``RAW_RECORD``, where validation looks for fields beyond the header: a record that fits the
-    columns exactly, as nearly all do, takes the reader's fast path (a column more for every
-    record, to see extra fields, made every one of them a malformed record to Spark, handled by
-    an exception: 35-40% of the scan). In ``multiLine`` mode one parser streams through each
-    file, about a third faster than a parser set up again for every line; each file is then read
-    whole by one task (the read is spread over files).
+    ``N_FIELDS``): a record that fits them exactly, as nearly all do, takes the reader's fast
+    path; one with another number of fields is a malformed record to Spark and also gets its raw
+    text in ``RAW_RECORD``, where validation looks for fields beyond the header. In ``multiLine``
+    mode one parser streams through each file (faster than one set up again for every line);
+    each file is then read whole by one task, so the read is spread over files.
     :func:`tickercast.preprocess.validate.parse_rows` maps the columns by each file's header.
     Rows carry the path Spark reports for their file, not its name: the name comes from the small
     table of files, not from string work on millions of rows.
@@ -205,6 +203,7 @@ def _read_rows(
 
     files_ddl = f"_path STRING, {FILE_INDEX} INT, {SOURCE_FILE} STRING, header_fields ARRAY<STRING>"
     of_kind = _files_of(files, kind)
+    # At least two columns: a header is recognised by its first two fields.
     width = min(N_FIELDS, max([2, *(len(firsts[str(f.path)]) for f in of_kind)]))
     ddl = ", ".join([*(f"c{i} STRING" for i in range(width)), f"{RAW_RECORD} STRING"])
     if not of_kind:
