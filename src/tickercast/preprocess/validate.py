@@ -59,6 +59,10 @@ USED_COLUMNS = {
     schema.RAW_SENTIMENT: schema.SENTIMENT_COLUMNS,
 }
 
+# Fields that may hold a line break (RFC 4180 allows one in a quoted field); in any other, a break
+# means a quote was never closed (``spec.REASON_SPANS_LINES``).
+MULTILINE_FIELDS = ("headline",)
+
 _INF = float("inf")
 _CELL, _SHOWN, _RAW, _REPARSED = "_cell", "_shown", "_raw", "_reparsed"
 
@@ -289,9 +293,10 @@ def _spanning_lines(reason: Column, one_line: Sequence[str]) -> Column:
     return F.when(reason.isNotNull() & spans, F.lit(spec.REASON_SPANS_LINES)).otherwise(reason)
 
 
-def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], one_line: Sequence[str]) -> DataFrame:
+def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], kind: str) -> DataFrame:
     # Separate projections keep each expression computed once (and the plans small).
     cells = [c for c in frame.columns if c.startswith(_CELL)]
+    one_line = [name for name in USED_COLUMNS[kind] if name not in MULTILINE_FIELDS]
     texts = {f"_text_{name}": F.col(name) for name in one_line}
     with_reason = frame.select(
         FILE_INDEX,
@@ -352,7 +357,7 @@ def check_prices(parsed: DataFrame, today: dt.date) -> DataFrame:
         schema.CLOSE: c,
         schema.VOLUME: v,
     }
-    return _finish(staged, reason, typed, USED_COLUMNS[schema.RAW_PRICES])
+    return _finish(staged, reason, typed, schema.RAW_PRICES)
 
 
 def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
@@ -378,7 +383,7 @@ def check_indices(parsed: DataFrame, today: dt.date) -> DataFrame:
     non_positive = _first([(F.col(f"_{n}") <= 0, n) for n in ("Open", "High", "Low", "Close")])
     reason = _ohlcv_reason(missing, unparseable, non_positive, date, (o, h, lo, c, v), today)
     typed = {schema.SYMBOL: F.col("Symbol"), schema.DATE: date, schema.CLOSE: c}
-    return _finish(staged, reason, typed, USED_COLUMNS[schema.RAW_INDICES])
+    return _finish(staged, reason, typed, schema.RAW_INDICES)
 
 
 def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
@@ -421,8 +426,7 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
         "headline": F.col("headline"),
         "effective_date": effective,
     }
-    # A headline may hold a line break (RFC 4180 allows it in a quoted field); the rest may not.
-    return _finish(staged, reason, typed, ["published_at", "Symbol"])
+    return _finish(staged, reason, typed, schema.RAW_NEWS)
 
 
 def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
@@ -450,7 +454,7 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
         ]
     )
     typed = {schema.SYMBOL: F.col("Symbol"), schema.DATE: date, "score": score}
-    return _finish(staged, reason, typed, USED_COLUMNS[schema.RAW_SENTIMENT])
+    return _finish(staged, reason, typed, schema.RAW_SENTIMENT)
 
 
 def row_text(columns: Sequence[str]) -> Column:
