@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tickercast.config import ConfigError, load_settings, setting_sources
+from tickercast.config import ConfigError, setting_sources, settings_for
 from tickercast.console import configure_logging, console
 from tickercast.errors import UserError
 
@@ -51,21 +51,6 @@ def root(
     """Set up logging and remember the settings file for the sub-command."""
     configure_logging(log_level)
     ctx.obj = {"config_file": config}
-
-
-def settings_for(ctx: typer.Context, overrides: dict[str, Any] | None = None):
-    """Build the settings for a command from the global ``--config`` and the command's own flags.
-
-    Args:
-        ctx: The typer context (carries ``--config``).
-        overrides: Nested flag values; ``None`` entries mean "flag not given".
-
-    Returns:
-        The effective :class:`tickercast.config.Settings`.
-
-    """
-    config_file = (ctx.find_root().obj or {}).get("config_file")
-    return load_settings(config_file, overrides)
 
 
 @config_app.command("show")

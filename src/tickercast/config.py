@@ -320,3 +320,18 @@ def merge_overrides(*layers: Mapping[str, Any]) -> dict[str, Any]:
     for layer in layers:
         merged = _deep_merge(merged, layer)
     return merged
+
+
+def settings_for(ctx: Any, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings for a command from the global ``--config`` and the command's own flags.
+
+    Args:
+        ctx: The command's typer (click) context; its root carries ``--config``.
+        overrides: Nested flag values; ``None`` entries mean "flag not given".
+
+    Returns:
+        The effective settings.
+
+    """
+    config_file = (ctx.find_root().obj or {}).get("config_file")
+    return load_settings(config_file, overrides)

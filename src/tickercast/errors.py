@@ -16,3 +16,7 @@ class UserError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class BundleError(Exception):
+    """A model bundle that cannot be used: missing, incomplete or tampered with. The message says which."""

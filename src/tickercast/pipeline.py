@@ -777,7 +777,7 @@ def register(app: typer.Typer) -> None:
         DIR/.pipeline/logs/<stage>.log. A failing stage stops the run and leaves everything
         published before it as it was. `make demo` is `pipeline run --data data --source sample --serve`.
         """
-        from tickercast.cli import settings_for
+        from tickercast.config import settings_for
 
         started = time.monotonic()
         settings = settings_for(

@@ -62,7 +62,7 @@ class _LazyProgress:
 
 
 def _out_dir(ctx: typer.Context, out: Path | None) -> Path:
-    from tickercast.cli import settings_for
+    from tickercast.config import settings_for
 
     return settings_for(ctx, {"data_root": out}).data_root
 

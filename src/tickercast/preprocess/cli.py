@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Validate raw CSVs and build the curated feature dataset with Spark (published atomically)."""
-        from tickercast.cli import settings_for
+        from tickercast.config import settings_for
         from tickercast.preprocess.job import run_job
 
         quiet_pyspark_warnings()

@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve next-day forecasts over HTTP (GET /predict, /docs for the API, / for the dashboard)."""
-        from tickercast.cli import settings_for
+        from tickercast.config import settings_for
 
         if model_uri is not None and model_dir is not None:
             raise UserError("give either --model-uri or --model-dir, not both")

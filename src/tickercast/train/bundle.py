@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tickercast import schema
+from tickercast.errors import BundleError
 from tickercast.train import dataset as ds
 
 if TYPE_CHECKING:
@@ -42,10 +43,6 @@ FEATURES = "features.json"
 METADATA = "metadata.json"
 REQUIRED_FILES = (WEIGHTS, NETWORK, HYPERPARAMETERS, FEATURES, METADATA)
 PREDICT_BATCH = 256
-
-
-class BundleError(Exception):
-    """A bundle that cannot be used: missing, incomplete or tampered with. The message says which."""
 
 
 class InsufficientHistoryError(ValueError):

@@ -90,7 +90,7 @@ def train_command(
     With --devices N > 1 this process starts the other N-1 DDP processes itself. For several nodes,
     start one `torchrun --nnodes M ... -m tickercast train --num-nodes M` per node.
     """
-    from tickercast.cli import settings_for
+    from tickercast.config import settings_for
     from tickercast.console import console, summary
     from tickercast.train.fit import train
 
@@ -135,7 +135,7 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate a model on the test split of the current curated data against the naive forecast."""
-    from tickercast.cli import settings_for
+    from tickercast.config import settings_for
     from tickercast.console import console, summary
     from tickercast.train.evaluate import run_evaluation
 
@@ -182,7 +182,7 @@ def tune_command(
     ] = "tickercast-tft",
 ) -> None:
     """Search hyper-parameters with Optuna (TPE sampler, median pruner); write the best as a params YAML."""
-    from tickercast.cli import settings_for
+    from tickercast.config import settings_for
     from tickercast.console import summary
     from tickercast.train.tune import tune
 

@@ -271,7 +271,7 @@ def resolve_model_version(model_uri: str, tracking_uri: str) -> ModelVersion:
     """
     from mlflow.exceptions import MlflowException
 
-    from tickercast.train.bundle import BundleError
+    from tickercast.errors import BundleError
 
     if not model_uri.startswith("models:/"):
         raise BundleError(
