@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from tickercast import schema
-from tickercast.data.calendar import holidays, is_trading_day
 from tickercast.data.headlines import build_bank
 from tickercast.data.sentiment import score_headlines
 from tickercast.data.synth import MIN_DAYS, generate_market, make_symbols
 from tickercast.errors import UserError
+from tickercast.features.calendar import holidays, is_trading_day
 
 from .conftest import SYNTH_ARGS, parse_price_dates, read_raw
 

@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from tickercast import schema
-from tickercast.data.calendar import trading_days_ending, trading_days_from
 from tickercast.data.headlines import HeadlineBank, build_bank, is_neutral_symbol
 from tickercast.data.output import StagedOutput, WriteSummary
 from tickercast.data.synth_format import TradingCalendar, clock_strings, price_table, write_csv, year_slices
 from tickercast.errors import UserError
+from tickercast.features.calendar import trading_days_ending, trading_days_from
 
 MIN_DAYS = 260  # the 200-day moving average plus room to train and test
 MAX_DAYS = 20_000

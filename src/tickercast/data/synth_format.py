@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from tickercast import schema
-from tickercast.data.calendar import previous_trading_day
+from tickercast.features.calendar import previous_trading_day
 
 _TZ = ZoneInfo(schema.MARKET_TIMEZONE)
 

@@ -367,7 +367,7 @@ def dataset_kwargs(spec: FeatureSpec, params: ModelParams) -> dict[str, Any]:
 
 def next_trading_day(day: pd.Timestamp) -> pd.Timestamp:
     """Return the next exchange trading day after ``day`` (weekdays minus the NYSE's regular holidays)."""
-    from tickercast.data.calendar import trading_days_from
+    from tickercast.features.calendar import trading_days_from
 
     following = trading_days_from(pd.Timestamp(day).date() + dt.timedelta(days=1), 1)[0]
     return pd.Timestamp(following)

@@ -1,4 +1,8 @@
-"""A US equity trading calendar: weekdays minus the NYSE's regular holidays.
+"""The exchange calendar: trading days (weekdays minus the NYSE's regular holidays) and calendar columns.
+
+This is the one calendar of the project: the simulator's dates, the next trading day a forecast is
+for, a served history's ``time_idx`` and the ``day_of_week``, ``day_of_month``, ``month`` columns
+all come from here.
 
 The rules are the exchange's standing ones (New Year's Day, Martin Luther King Jr. Day, Washington's
 Birthday, Good Friday, Memorial Day, Juneteenth from 2022, Independence Day, Labor Day, Thanksgiving,
@@ -12,6 +16,11 @@ import datetime as dt
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tickercast import schema
 
 
 def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
@@ -124,3 +133,41 @@ def previous_trading_day(day: np.datetime64) -> np.datetime64:
     year = int(str(day)[:4])
     hol = _holiday_array(year - 1, year)
     return np.busday_offset(day, -1, roll="forward", holidays=hol)
+
+
+def next_trading_day(day: dt.date) -> dt.date:
+    """Return the first trading day strictly after ``day``."""
+    return trading_days_from(day + dt.timedelta(days=1), 1)[0].astype(dt.date)
+
+
+def trading_days_between(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Count trading days in ``[start, end)`` elementwise (negative where ``end`` is before ``start``).
+
+    Args:
+        start: ``datetime64[D]`` dates (or one date).
+        end: ``datetime64[D]`` dates (or one date).
+
+    Returns:
+        int64 counts: ``trading_days_between(d, next_trading_day(d)) == 1`` on a trading day ``d``.
+
+    """
+    start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
+    years = np.concatenate([start.ravel(), end.ravel()]).astype("datetime64[Y]").astype(int) + 1970
+    hol = _holiday_array(int(years.min()) - 1, int(years.max()) + 1) if years.size else None
+    return np.busday_count(start, end, holidays=hol).astype(np.int64)
+
+
+def calendar_columns(dates: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
+    """``day_of_week`` (0 = Monday), ``day_of_month`` and ``month`` of Arrow dates, as int64."""
+    return {
+        schema.DAY_OF_WEEK: pc.cast(pc.day_of_week(dates), pa.int64()),
+        schema.DAY_OF_MONTH: pc.cast(pc.day(dates), pa.int64()),
+        schema.MONTH: pc.cast(pc.month(dates), pa.int64()),
+    }
+
+
+def add_calendar_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with the calendar columns of its ``date`` column (dates or timestamps), as int64."""
+    dates = pa.array(pd.to_datetime(frame[schema.DATE]).to_numpy().astype("datetime64[D]"))
+    columns = calendar_columns(dates)
+    return frame.assign(**{name: values.to_numpy(zero_copy_only=False) for name, values in columns.items()})

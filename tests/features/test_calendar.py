@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tickercast.data.calendar import holidays, is_trading_day, trading_days_ending, trading_days_from
+from tickercast.features.calendar import holidays, is_trading_day, trading_days_ending, trading_days_from
 
 
 def _dates(*items: str) -> tuple[dt.date, ...]:
