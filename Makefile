@@ -8,7 +8,7 @@ DATA ?= data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install java demo test lint format clean k8s-up k8s-down
+.PHONY: help install java demo test test-fast lint typecheck format clean k8s-up k8s-down
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,10 +36,14 @@ install: java $(STAMP)  ## Create .venv and install tickercast with every extra 
 demo: install  ## Run the whole pipeline on the embedded real sample and serve the API
 	$(BIN)/tickercast pipeline run --data $(DATA) --source sample --serve
 
-test: install  ## Run every test (unit, Spark, DDP, serving, Helm checks)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+test: lint typecheck  ## Lint, type-check and run every test (unit, Spark, DDP, serving, browser, Helm)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: lint typecheck  ## The quick lane: every test but Spark, DDP, browser and Helm ones
+	$(BIN)/python -m pytest -m "not spark and not distributed and not browser and not deploy" $(PYTEST_ARGS)
+
+typecheck: install  ## Type-check src/ with mypy (settings in pyproject.toml)
+	$(BIN)/mypy
 
 lint: install  ## Lint and check formatting
 	$(BIN)/ruff check src tests benchmarks

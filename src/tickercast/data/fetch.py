@@ -141,7 +141,8 @@ def fetch_history(symbol: str, start: dt.date, end: dt.date) -> pd.DataFrame:
 
 def _news_item(item: dict[str, Any]) -> tuple[pd.Timestamp, str] | None:
     """Read one yfinance news item, in the current (``content``) or the older flat layout."""
-    content = item.get("content") if isinstance(item.get("content"), dict) else item
+    nested = item.get("content")
+    content: dict[str, Any] = nested if isinstance(nested, dict) else item
     title = content.get("title")
     published = content.get("pubDate") or content.get("displayTime")
     if published:

@@ -120,7 +120,7 @@ class HeadlineBank:
 
 
 def _candidates() -> list[tuple[int, str]]:
-    rows = []
+    rows: list[tuple[int, str]] = []
     for tone, clauses, tails in (
         (0, POSITIVE, POSITIVE_TAILS),
         (1, NEGATIVE, NEGATIVE_TAILS),

@@ -21,6 +21,13 @@ from tickercast.features.calendar import previous_trading_day
 _TZ = ZoneInfo(schema.MARKET_TIMEZONE)
 
 
+def _utc_offset(moment: dt.datetime) -> dt.timedelta:
+    """Return the UTC offset of an aware datetime (never None for a ZoneInfo-aware one)."""
+    offset = moment.utcoffset()
+    assert offset is not None
+    return offset
+
+
 @dataclass(frozen=True)
 class TradingCalendar:
     """Trading days and the string lookups used to format dates and timestamps fast."""
@@ -59,7 +66,9 @@ class TradingCalendar:
         return np.array(
             [
                 int(
-                    dt.datetime.fromisoformat(f"{d}T12:00:00").replace(tzinfo=_TZ).utcoffset().total_seconds()
+                    _utc_offset(
+                        dt.datetime.fromisoformat(f"{d}T12:00:00").replace(tzinfo=_TZ)
+                    ).total_seconds()
                 )
                 for d in self.iso
             ],

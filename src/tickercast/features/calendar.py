@@ -153,7 +153,9 @@ def trading_days_between(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """
     start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
     years = np.concatenate([start.ravel(), end.ravel()]).astype("datetime64[Y]").astype(int) + 1970
-    hol = _holiday_array(int(years.min()) - 1, int(years.max()) + 1) if years.size else None
+    if not years.size:
+        return np.zeros(np.broadcast(start, end).shape, dtype=np.int64)
+    hol = _holiday_array(int(years.min()) - 1, int(years.max()) + 1)
     return np.busday_count(start, end, holidays=hol).astype(np.int64)
 
 

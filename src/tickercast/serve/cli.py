@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -117,7 +117,7 @@ def run_server(settings: Settings) -> None:
         f"with {serve_settings.workers} worker(s): /docs for the API, / for the dashboard; Ctrl+C stops",
         highlight=False,
     )
-    common = {
+    common: dict[str, Any] = {
         "host": serve_settings.host,
         "port": serve_settings.port,
         "log_level": settings.log_level.lower(),

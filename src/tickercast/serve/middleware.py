@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -127,7 +126,7 @@ class BodySizeLimitMiddleware:
         await self.app(scope, receive_counting, send)
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
