@@ -459,7 +459,7 @@ def test_preprocess_on_kubernetes_submits_to_the_api_server(rendered) -> None:
     claim = conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.data.options.claimName"]
     assert claim.endswith("-data")
     assert args[-2:] == [
-        "/opt/venv/lib/python3.11/site-packages/tickercast/preprocess/job.py",
+        "/opt/venv/lib/python3.11/site-packages/tickercast/preprocess/submit.py",
         "--data=/data",
     ]
     assert (
