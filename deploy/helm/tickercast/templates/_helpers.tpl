@@ -94,7 +94,8 @@ image); the registry is global.
 */}}
 {{- define "tickercast.image" -}}
 {{- $global := .ctx.Values.image -}}
-{{- $own := default (dict) (default (dict) (index .ctx.Values .component)).image -}}
+{{- $component := default (dict) (index .ctx.Values .component) -}}
+{{- $own := default (dict) $component.image -}}
 {{- $repositories := dict "preprocess" $global.preprocess "train" $global.train "mlflow" $global.train "serve" $global.serve -}}
 {{- $repository := default (index $repositories .component) $own.repository -}}
 {{- $tag := printf "%s%s" (default .ctx.Chart.AppVersion (default $global.tag $own.tag)) (default "" .tagSuffix) -}}
@@ -109,7 +110,8 @@ image); the registry is global.
 imagePullPolicy of a component's containers: call with (dict "ctx" $ "component" "serve").
 */}}
 {{- define "tickercast.imagePullPolicy" -}}
-{{- $own := default (dict) (default (dict) (index .ctx.Values .component)).image -}}
+{{- $component := default (dict) (index .ctx.Values .component) -}}
+{{- $own := default (dict) $component.image -}}
 {{- default .ctx.Values.image.pullPolicy $own.pullPolicy -}}
 {{- end }}
 
