@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -13,7 +14,9 @@ from tests.deploy.conftest import (
     CHART,
     CI_VALUES,
     NAMESPACE,
+    Manifest,
     all_pods,
+    executor_pod_templates,
     find,
     one,
     pod_labels,
@@ -459,7 +462,7 @@ def test_preprocess_on_kubernetes_submits_to_the_api_server(rendered) -> None:
     claim = conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.data.options.claimName"]
     assert claim.endswith("-data")
     assert args[-2:] == [
-        "/opt/venv/lib/python3.11/site-packages/tickercast/preprocess/job.py",
+        "/opt/venv/lib/python3.11/site-packages/tickercast/preprocess/submit.py",
         "--data=/data",
     ]
     assert (
@@ -577,3 +580,159 @@ def test_extra_args_are_passed_as_separate_arguments(render) -> None:
     # No argument is a shell string that would need word splitting.
     for arg in _train(objects)[1]["containers"][0]["command"]:
         assert shlex.split(arg) == [arg]
+
+
+# The kind each template file holds, by file name (or, for a file named after what it does, by folder).
+KIND_OF_FILE = {
+    "configmap": "ConfigMap",
+    "cronjob": "CronJob",
+    "deployment": "Deployment",
+    "hpa": "HorizontalPodAutoscaler",
+    "job": "Job",
+    "networkpolicy": "NetworkPolicy",
+    "pdb": "PodDisruptionBudget",
+    "pv": "PersistentVolume",
+    "pvc": "PersistentVolumeClaim",
+    "role": "Role",
+    "rolebinding": "RoleBinding",
+    "service": "Service",
+    "serviceaccount": "ServiceAccount",
+}
+# Value sets that, together with ci/*.yaml, switch on every optional object.
+EVERYTHING_ON = (
+    "spark-on-kubernetes",
+    "--set",
+    "storage.hostPath.enabled=true,train.nodes=2,serve.autoscaling.enabled=true,serve.pdb.enabled=true",
+)
+
+
+def _kinds_by_template(helm: str, *args: str) -> dict[str, set[str]]:
+    """Render the chart and map each template file (relative to templates/) to the kinds it rendered."""
+    text = run_helm(helm, "template", "tickercast", str(CHART), "--namespace", NAMESPACE, *args).stdout
+    kinds: dict[str, set[str]] = {}
+    for document in re.split(r"^---\s*$", text, flags=re.MULTILINE):
+        source = re.search(r"^# Source: [^/]+/templates/(\S+)$", document, flags=re.MULTILINE)
+        obj = yaml.safe_load(document)
+        if source and obj:
+            kinds.setdefault(source.group(1), set()).add(obj["kind"])
+    return kinds
+
+
+def test_each_template_file_holds_one_kind_in_a_component_folder(helm: str) -> None:
+    templates = CHART / "templates"
+    files = sorted(
+        path.relative_to(templates).as_posix()
+        for path in templates.rglob("*")
+        if path.is_file()
+        and not path.name.startswith("_")
+        and path.name != "NOTES.txt"
+        and path.relative_to(templates).parts[0] != "tests"
+    )
+    misplaced = [name for name in files if len(name.split("/")) != 2]
+    assert not misplaced, f"templates outside a component folder: {misplaced}"
+
+    rendered: dict[str, set[str]] = {}
+    value_sets = [("--values", str(path)) for path in CI_VALUES]
+    value_sets.append(("--values", str(CHART / "ci" / f"{EVERYTHING_ON[0]}.yaml"), *EVERYTHING_ON[1:]))
+    for args in value_sets:
+        for name, kinds in _kinds_by_template(helm, *args).items():
+            rendered.setdefault(name, set()).update(kinds)
+    never = sorted(set(files) - set(rendered))
+    assert not never, f"templates no value set renders (so unchecked): {never}"
+    for name in files:
+        folder, stem = name.removesuffix(".yaml").split("/")
+        expected = KIND_OF_FILE.get(stem, KIND_OF_FILE.get(folder))
+        assert rendered[name] == {expected}, f"{name} renders {sorted(rendered[name])}, not only {expected}"
+
+
+# Whose values each pod follows, by its app.kubernetes.io/component label: the helm test Pod runs
+# the serve image, the Spark executors are the preprocess job's.
+VALUES_OF_POD = {
+    "serve": "serve",
+    "test": "serve",
+    "mlflow": "mlflow",
+    "train": "train",
+    "preprocess": "preprocess",
+    "preprocess-executor": "preprocess",
+}
+
+
+def _pods_by_component(objects) -> list[tuple[str, Manifest]]:
+    """(component label, pod spec) of every pod the release creates, Spark executors included."""
+    pods = [
+        (pod_labels(obj)["app.kubernetes.io/component"], pod_spec(obj)) for obj in objects if pod_spec(obj)
+    ]
+    pods += [
+        (template["metadata"]["labels"]["app.kubernetes.io/component"], template["spec"])
+        for template in executor_pod_templates(objects)
+    ]
+    return pods
+
+
+@pytest.mark.parametrize("component", ["serve", "mlflow", "train", "preprocess"])
+def test_a_component_value_reaches_only_that_components_pods(render, component: str) -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": f"pool-{component}", "operator": "Exists"}]}
+                ]
+            }
+        }
+    }
+    objects = render(
+        "spark-on-kubernetes",
+        "--set",
+        f"{component}.image.repository=custom-{component},{component}.image.pullPolicy=Always,"
+        f"{component}.securityContext.runAsUser=20000,{component}.nodeSelector.pool={component}",
+        "--set-json",
+        f"{component}.affinity={json.dumps(affinity)}",
+    )
+    reached = set()
+    for label, spec in _pods_by_component(objects):
+        owner = VALUES_OF_POD[label] == component
+        if owner:
+            reached.add(label)
+            assert spec["affinity"] == affinity, label
+            assert spec["nodeSelector"] == {"pool": component}, label
+        else:
+            assert "affinity" not in spec, label
+            assert "nodeSelector" not in spec, label
+        for container in spec["containers"] + spec.get("initContainers", []):
+            where = f"{label}/{container['name']}"
+            if "image" in container:  # the executors' image comes from spark-submit, checked below
+                if owner:
+                    assert container["image"] == f"custom-{component}:0.1.0", where
+                else:
+                    assert container["image"].startswith("tickercast-"), where
+                assert container["imagePullPolicy"] == ("Always" if owner else "IfNotPresent"), where
+            context = container["securityContext"]
+            assert context["runAsUser"] == (20000 if owner else 10001), where
+            # The rest of the hardened context stays: the component's keys are merged over it.
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+    assert reached == {label for label, owner in VALUES_OF_POD.items() if owner == component}
+    args = _preprocess(objects)["containers"][0]["args"]
+    executor_image = "custom-preprocess:0.1.0" if component == "preprocess" else "tickercast-preprocess:0.1.0"
+    assert f"--conf=spark.kubernetes.container.image={executor_image}" in args
+
+
+def test_component_image_fields_fall_back_to_the_global_image(render) -> None:
+    objects = render(
+        None, "--set", "image.registry=registry.example/team/,image.tag=1.2.3,train.image.tag=1.2.4"
+    )
+    images = {
+        component: pod_spec(one(objects, kind, component))["containers"][0]["image"]
+        for kind, component in [
+            ("Deployment", "serve"),
+            ("Deployment", "mlflow"),
+            ("Job", "train"),
+            ("Job", "preprocess"),
+        ]
+    }
+    assert images == {
+        "serve": "registry.example/team/tickercast-serve:1.2.3",
+        "mlflow": "registry.example/team/tickercast-train:1.2.3",
+        "train": "registry.example/team/tickercast-train:1.2.4",
+        "preprocess": "registry.example/team/tickercast-preprocess:1.2.3",
+    }

@@ -84,16 +84,35 @@ creates fresh Jobs (the previous revision's are removed by Helm, finished ones a
 {{- end }}
 
 {{/*
-Image reference of a target: call with (dict "ctx" $ "repository" .Values.image.serve "tagSuffix" "").
+The helpers below take a component (serve, mlflow, train, preprocess): its own values (image,
+securityContext, podSecurityContext, affinity, nodeSelector, tolerations) refine the global ones,
+which hold every default.
+
+Image reference of a component's containers: call with (dict "ctx" $ "component" "train" "tagSuffix" "-gpu").
+The component's image.repository and image.tag fall back to the global ones (MLflow runs the train
+image); the registry is global.
 */}}
 {{- define "tickercast.image" -}}
-{{- $img := .ctx.Values.image -}}
-{{- $tag := printf "%s%s" (default .ctx.Chart.AppVersion $img.tag) (default "" .tagSuffix) -}}
-{{- if $img.registry -}}
-{{- printf "%s/%s:%s" (trimSuffix "/" $img.registry) .repository $tag -}}
+{{- $global := .ctx.Values.image -}}
+{{- $component := default (dict) (index .ctx.Values .component) -}}
+{{- $own := default (dict) $component.image -}}
+{{- $repositories := dict "preprocess" $global.preprocess "train" $global.train "mlflow" $global.train "serve" $global.serve -}}
+{{- $repository := default (index $repositories .component) $own.repository -}}
+{{- $tag := printf "%s%s" (default .ctx.Chart.AppVersion (default $global.tag $own.tag)) (default "" .tagSuffix) -}}
+{{- if $global.registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $global.registry) $repository $tag -}}
 {{- else -}}
-{{- printf "%s:%s" .repository $tag -}}
+{{- printf "%s:%s" $repository $tag -}}
 {{- end -}}
+{{- end }}
+
+{{/*
+imagePullPolicy of a component's containers: call with (dict "ctx" $ "component" "serve").
+*/}}
+{{- define "tickercast.imagePullPolicy" -}}
+{{- $component := default (dict) (index .ctx.Values .component) -}}
+{{- $own := default (dict) $component.image -}}
+{{- default .ctx.Values.image.pullPolicy $own.pullPolicy -}}
 {{- end }}
 
 {{/*
@@ -103,8 +122,28 @@ The data volume's claim.
 {{- default (printf "%s-data" (include "tickercast.fullname" . | trunc 58 | trimSuffix "-")) .Values.storage.existingClaim }}
 {{- end }}
 
+{{/*
+The hostPath PersistentVolume behind the data claim (storage.hostPath.enabled) and its class,
+named by both the volume and the claim.
+*/}}
+{{- define "tickercast.hostPathVolumeName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "tickercast.dataClaim" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tickercast.hostPathStorageClass" -}}
+{{- printf "%s-hostpath" (include "tickercast.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "tickercast.mlflowName" -}}
 {{- include "tickercast.componentName" (dict "ctx" . "component" "mlflow") }}
+{{- end }}
+
+{{/*
+Name of the Spark application's objects (kubernetes mode): its account, driver Service, executor
+pod template and network policy.
+*/}}
+{{- define "tickercast.sparkName" -}}
+{{- include "tickercast.componentName" (dict "ctx" . "component" "spark") }}
 {{- end }}
 
 {{/*
@@ -119,10 +158,12 @@ The MLflow tracking URI the Jobs and the API use ("" = the sqlite store under th
 {{- end }}
 
 {{/*
-Security context of every container.
+Security context of a component's containers: its securityContext merged over the global
+containerSecurityContext. Call with (dict "ctx" $ "component" "serve").
 */}}
 {{- define "tickercast.containerSecurityContext" -}}
-{{- toYaml .Values.containerSecurityContext }}
+{{- $own := default (dict) (index .ctx.Values .component) -}}
+{{- toYaml (mergeOverwrite (deepCopy .ctx.Values.containerSecurityContext) (default (dict) $own.securityContext)) }}
 {{- end }}
 
 {{/*
@@ -166,13 +207,19 @@ The writable /tmp every pod gets (the root filesystem is read-only).
 {{- end }}
 
 {{/*
-Pod-level settings shared by every pod: pull secrets, security context, scheduling. Call with
-(dict "ctx" $ "nodeSelector" extraSelector "tolerations" extraTolerations); the extras are optional.
+Pod-level settings of a component's pods: pull secrets, security context, scheduling. Call with
+(dict "ctx" $ "component" "train" "nodeSelector" extraSelector "tolerations" extraTolerations); the
+extras are optional. The component's podSecurityContext is merged over the global one, its
+nodeSelector over the global one (the extra selector over both), its tolerations are added to the
+global ones, and its affinity, when set, replaces the global one.
 */}}
 {{- define "tickercast.podCommon" -}}
 {{- $values := .ctx.Values }}
-{{- $nodeSelector := merge (deepCopy (default (dict) .nodeSelector)) $values.nodeSelector }}
-{{- $tolerations := concat $values.tolerations (default (list) .tolerations) }}
+{{- $own := default (dict) (index .ctx.Values .component) }}
+{{- $nodeSelector := merge (deepCopy (default (dict) .nodeSelector)) (default (dict) $own.nodeSelector) (deepCopy $values.nodeSelector) }}
+{{- $tolerations := concat $values.tolerations (default (list) $own.tolerations) (default (list) .tolerations) }}
+{{- $securityContext := mergeOverwrite (deepCopy $values.podSecurityContext) (default (dict) $own.podSecurityContext) }}
+{{- $affinity := default $values.affinity $own.affinity }}
 {{- with $values.image.pullSecrets }}
 imagePullSecrets:
 {{- range . }}
@@ -180,7 +227,11 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 securityContext:
-  {{- toYaml $values.podSecurityContext | nindent 2 }}
+  {{- toYaml $securityContext | nindent 2 }}
+{{- with $affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with $nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

@@ -1,7 +1,7 @@
 {{/*
-The preprocess pod, shared by the Job and the CronJob. In local mode Spark runs inside this pod
-(`tickercast preprocess --master local[N]`); in kubernetes mode this pod is the Spark driver
-(client mode) and asks the API server for executor pods.
+The preprocess pod, shared by the Job (job.yaml) and the CronJob (cronjob.yaml). In local mode
+Spark runs inside this pod (`tickercast preprocess --master local[N]`); in kubernetes mode this pod
+is the Spark driver (client mode) and asks the API server for executor pods (spark/, rbac/).
 */}}
 {{- define "tickercast.sparkMaster" -}}
 {{- if eq .Values.preprocess.spark.mode "kubernetes" -}}
@@ -9,10 +9,6 @@ The preprocess pod, shared by the Job and the CronJob. In local mode Spark runs 
 {{- else -}}
 {{- printf "local[%d]" (int .Values.preprocess.spark.localCores) -}}
 {{- end -}}
-{{- end }}
-
-{{- define "tickercast.sparkName" -}}
-{{- include "tickercast.componentName" (dict "ctx" . "component" "spark") }}
 {{- end }}
 
 {{- define "tickercast.preprocessPod" -}}
@@ -34,13 +30,13 @@ spec:
   # automatically mounted one.
   {{- end }}
   automountServiceAccountToken: false
-  {{- include "tickercast.podCommon" (dict "ctx" .) | nindent 2 }}
+  {{- include "tickercast.podCommon" (dict "ctx" $ "component" "preprocess") | nindent 2 }}
   initContainers:
     - name: seed-raw-data
-      image: {{ include "tickercast.image" (dict "ctx" $ "repository" .Values.image.preprocess) }}
-      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      image: {{ include "tickercast.image" (dict "ctx" $ "component" "preprocess") }}
+      imagePullPolicy: {{ include "tickercast.imagePullPolicy" (dict "ctx" $ "component" "preprocess") }}
       securityContext:
-        {{- include "tickercast.containerSecurityContext" . | nindent 8 }}
+        {{- include "tickercast.containerSecurityContext" (dict "ctx" $ "component" "preprocess") | nindent 8 }}
       {{- $seed := .Values.preprocess.seed }}
       command:
         - /bin/sh
@@ -72,10 +68,10 @@ spec:
           mountPath: /tmp
   containers:
     - name: preprocess
-      image: {{ include "tickercast.image" (dict "ctx" $ "repository" .Values.image.preprocess) }}
-      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      image: {{ include "tickercast.image" (dict "ctx" $ "component" "preprocess") }}
+      imagePullPolicy: {{ include "tickercast.imagePullPolicy" (dict "ctx" $ "component" "preprocess") }}
       securityContext:
-        {{- include "tickercast.containerSecurityContext" . | nindent 8 }}
+        {{- include "tickercast.containerSecurityContext" (dict "ctx" $ "component" "preprocess") | nindent 8 }}
       workingDir: /tmp
       args:
         {{- if $k8s }}
@@ -88,8 +84,8 @@ spec:
         - --driver-java-options=-XX:-DontCompileHugeMethods -XX:+UseParallelGC
         - --conf=spark.executor.extraJavaOptions=-XX:-DontCompileHugeMethods -XX:+UseParallelGC
         - --conf=spark.kubernetes.namespace={{ .Release.Namespace }}
-        - --conf=spark.kubernetes.container.image={{ include "tickercast.image" (dict "ctx" $ "repository" .Values.image.preprocess) }}
-        - --conf=spark.kubernetes.container.image.pullPolicy={{ .Values.image.pullPolicy }}
+        - --conf=spark.kubernetes.container.image={{ include "tickercast.image" (dict "ctx" $ "component" "preprocess") }}
+        - --conf=spark.kubernetes.container.image.pullPolicy={{ include "tickercast.imagePullPolicy" (dict "ctx" $ "component" "preprocess") }}
         - --conf=spark.kubernetes.driver.pod.name=$(POD_NAME)
         - --conf=spark.kubernetes.executor.podTemplateFile=/etc/tickercast/spark/executor-pod.yaml
         - --conf=spark.kubernetes.executor.podTemplateContainerName=spark-executor
