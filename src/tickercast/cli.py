@@ -83,13 +83,13 @@ def _render(table: Table) -> str:
 
 
 def _register_stages() -> None:
-    from tickercast import pipeline
     from tickercast.data import cli as data_cli
+    from tickercast.pipeline import cli as pipeline_cli
     from tickercast.preprocess import cli as preprocess_cli
     from tickercast.serve import cli as serve_cli
     from tickercast.train import cli as train_cli
 
-    for module in (data_cli, preprocess_cli, train_cli, serve_cli, pipeline):
+    for module in (data_cli, preprocess_cli, train_cli, serve_cli, pipeline_cli):
         module.register(app)
 
 

@@ -105,6 +105,109 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], st
         client.log_batch(run_id, metrics=batch)
 
 
+def run_finished(settings: Settings, run_id: str | None) -> bool:
+    """Return whether an MLflow run exists, is active and finished.
+
+    Args:
+        settings: Where the tracking store is.
+        run_id: The run to look for (``None`` or empty: no run).
+
+    Returns:
+        False for a missing, deleted or unfinished run, and for a store that cannot be read.
+
+    """
+    if not run_id:
+        return False
+    try:
+        run = client_for(settings.tracking_uri).get_run(run_id)
+    except Exception:  # a missing run and an unreadable store both mean "no usable run"
+        return False
+    return run.info.lifecycle_stage == "active" and run.info.status == "FINISHED"
+
+
+def champion_model(settings: Settings) -> tuple[str, str] | None:
+    """Return ``(version, run id)`` of the model behind the champion alias, or ``None`` when there is none.
+
+    Args:
+        settings: Where the tracking store is, and the registered model's name.
+
+    Returns:
+        The champion's version and the id of the run that trained it.
+
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client_for(settings.tracking_uri).get_model_version_by_alias(
+            settings.registered_model_name, CHAMPION_ALIAS
+        )
+    except MlflowException:
+        return None
+    return str(version.version), str(version.run_id)
+
+
+def latest_training(settings: Settings, started_ms: int) -> dict[str, Any] | None:
+    """Describe the training run that just finished: the newest top-level run started after ``started_ms``.
+
+    Args:
+        settings: Where the tracking store is.
+        started_ms: When training was started (ms since the epoch); older runs are not considered.
+
+    Returns:
+        ``{"run_id", "model_version", "promoted"}`` (the version the run registered, ``None`` when it
+        registered none, and whether that version holds the champion alias), or ``None`` when no
+        finished run started since then.
+
+    """
+    from mlflow.entities import ViewType
+
+    client = client_for(settings.tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"attributes.start_time >= {started_ms} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    # Tuning trials are nested runs; the training run is the parent.
+    top_level = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    if not top_level:
+        return None
+    run = top_level[0]
+    versions = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    version = max((int(v.version) for v in versions), default=None)
+    champion = champion_model(settings)
+    return {
+        "run_id": run.info.run_id,
+        "model_version": str(version) if version is not None else None,
+        "promoted": champion is not None and version is not None and champion[0] == str(version),
+    }
+
+
+def champion_metrics(settings: Settings, run_id: str) -> dict[str, float]:
+    """Return the test metrics a run logged, by name without the ``test_`` or ``test/`` prefix.
+
+    Args:
+        settings: Where the tracking store is.
+        run_id: The run (typically the champion's).
+
+    Returns:
+        The metrics; empty when the run is gone.
+
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client_for(settings.tracking_uri).get_run(run_id)
+    except MlflowException:
+        return {}
+    return {
+        k.removeprefix("test_").removeprefix("test/"): v
+        for k, v in run.data.metrics.items()
+        if k.startswith("test")
+    }
+
+
 # --- Run records beside the checkpoints ---------------------------------------------------------
 
 
