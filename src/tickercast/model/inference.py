@@ -46,7 +46,8 @@ def forecast_dataset(
 
     network.eval()
     quantiles = list(network.loss.quantiles)
-    frames, parts = [], {"static": [], "encoder": [], "decoder": [], "attention": []}
+    frames: list[pd.DataFrame] = []
+    parts: dict[str, list[np.ndarray]] = {"static": [], "encoder": [], "decoder": [], "attention": []}
     loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
     with torch.no_grad():
         for x, _ in loader:

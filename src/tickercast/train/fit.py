@@ -1,4 +1,4 @@
-"""Training: the LightningModule, the DDP trainer and :func:`train`, which the CLI and pipeline call.
+"""Training: the DDP trainer and :func:`train`, which the CLI and pipeline call.
 
 Distributed data parallelism: ``Trainer(strategy="ddp", accelerator=..., devices=N, num_nodes=M)``.
 On one node Lightning starts the other processes itself by re-running the command line, so DDP

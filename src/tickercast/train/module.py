@@ -6,10 +6,13 @@ its functions so that ``tickercast --help`` never pays for them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
+
+if TYPE_CHECKING:
+    from pytorch_forecasting import TemporalFusionTransformer
 
 
 class ForecastModule(pl.LightningModule):
@@ -21,7 +24,7 @@ class ForecastModule(pl.LightningModule):
 
     """
 
-    def __init__(self, network: torch.nn.Module, learning_rate: float) -> None:
+    def __init__(self, network: TemporalFusionTransformer, learning_rate: float) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
         self.network = network
@@ -55,4 +58,4 @@ class ForecastModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over every network parameter."""
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["learning_rate"])
