@@ -56,6 +56,10 @@ def curate_with_pandas(root: Path) -> float:
     curated.to_parquet(path, index=False)
     manifest = {
         "run_id": "benchmark",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "schema_version": 1,
+        "feature_spec": "benchmark",
+        "mode": "full",
         "data_version": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
         "counts": {"written": len(curated)},
     }

@@ -44,16 +44,19 @@ def write_curated(root: Path, frame: pd.DataFrame, data_version: str | None = No
     path = features / "part-00000.parquet"
     frame.to_parquet(path, index=False)
     digest = data_version or hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    per_symbol = frame.groupby("symbol")["date"].agg(["min", "max"])
+    per_symbol = frame.groupby("symbol")["date"].agg(["min", "max", "size"])
     manifest = {
         "run_id": f"factory-{digest}",
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "schema_version": 1,
+        "feature_spec": "factory",
+        "mode": "full",
         "data_version": digest,
         "input_files": [],
         "counts": {"read": len(frame), "valid": len(frame), "quarantined": 0, "written": len(frame)},
         "symbols": {
-            s: {"first_date": str(r["min"]), "last_date": str(r["max"])} for s, r in per_symbol.iterrows()
+            s: {"first_date": str(r["min"]), "last_date": str(r["max"]), "rows": int(r["size"])}
+            for s, r in per_symbol.iterrows()
         },
     }
     (root / "curated" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

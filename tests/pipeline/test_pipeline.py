@@ -75,7 +75,7 @@ def _mlflow_runs(root: Path) -> list[str]:
 
 
 def _champion(root: Path) -> str | None:
-    from tickercast.train.tracking import champion_version
+    from tickercast.model.registry_client import champion_version
 
     return champion_version(f"sqlite:///{root / 'mlflow.db'}")
 

@@ -115,10 +115,10 @@ def copy_data(trained: Trained, dst: Path) -> Path:
 def register_bundle(root: Path, bundle: Path, *, champion: bool = True) -> str:
     """Log ``bundle`` as a run's artifact in ``root``'s MLflow store, register it and make it champion."""
     from tickercast.config import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-    from tickercast.train import tracking
+    from tickercast.train import registry
 
     tracking_uri = f"sqlite:///{(root / 'mlflow.db').resolve()}"
-    client = tracking.client_for(tracking_uri)
+    client = registry.client_for(tracking_uri)
     experiment = client.get_experiment_by_name("serve-tests")
     experiment_id = (
         experiment.experiment_id
@@ -130,7 +130,7 @@ def register_bundle(root: Path, bundle: Path, *, champion: bool = True) -> str:
     run_id = client.create_run(experiment_id).info.run_id
     client.log_artifacts(run_id, str(bundle), "bundle")
     client.set_terminated(run_id)
-    version = tracking.register_version(client, REGISTERED_MODEL_NAME, run_id, "bundle", {})
+    version = registry.register_version(client, REGISTERED_MODEL_NAME, run_id, "bundle", {})
     if champion:
         client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
     return version

@@ -7,9 +7,9 @@ import pytest
 
 from tests.serve.conftest import Trained
 from tickercast import schema
+from tickercast.model.inputs import WARMUP_COLUMNS
 from tickercast.serve.history import curated_rows, history_kind, raw_to_curated
 from tickercast.serve.predictor import HistoryError
-from tickercast.train.dataset import WARMUP_COLUMNS
 
 WINDOW = 49  # the rows a 30-day-encoder model reads
 

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from tests.serve.conftest import Trained, assert_error, copy_data, register_bundle, settings_for, wait_until
+from tickercast.model.bundle import ModelBundle
 from tickercast.serve.app import create_app
-from tickercast.train.bundle import ModelBundle
 
 
 def test_not_ready_until_the_model_is_loaded(trained: Trained, tmp_path: Path, running) -> None:

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.serve.conftest import Trained, assert_error, settings_for, wait_until
+from tickercast.model.bundle import ModelBundle
 from tickercast.serve.app import create_app
-from tickercast.train.bundle import ModelBundle
 
 MAX_BATCH = 2
 MAX_BODY = 200_000

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tickercast import schema
-from tickercast.train.dataset import WARMUP_COLUMNS
+from tickercast.model.inputs import WARMUP_COLUMNS
 
 log = logging.getLogger(__name__)
 

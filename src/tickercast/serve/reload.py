@@ -60,12 +60,12 @@ def load_predictor(settings: Settings, bundle: object | None = None, version: st
         source = settings.serve.model_uri
     if bundle is None:
         if settings.serve.model_dir is not None:
-            from tickercast.train.bundle import ModelBundle
+            from tickercast.model.bundle import ModelBundle
 
             bundle = ModelBundle.load(settings.serve.model_dir)
             version = bundle.metadata.get("model_version")
         else:
-            from tickercast.train.bundle import load_from_registry
+            from tickercast.model.registry_client import load_from_registry
 
             bundle, version = load_from_registry(settings.serve.model_uri, settings.tracking_uri)
     return Predictor.build(
@@ -133,7 +133,7 @@ class Reloader:
             return True
 
     def _champion_version(self) -> str | None:
-        from tickercast.train.tracking import champion_version
+        from tickercast.model.registry_client import champion_version
 
         assert self.model_name is not None
         version = champion_version(self.settings.tracking_uri, self.model_name)

@@ -1,1 +1,1 @@
-"""Training: TimeSeriesDataSet, Lightning DDP fit, MLflow tracking, evaluation, tuning, the model bundle."""
+"""Training: Lightning DDP fit, the LightningModule, MLflow tracking, the registry, evaluation, tuning."""

@@ -1,7 +1,7 @@
 """Honest evaluation on the test split: the model against the forecasts anyone gets for free.
 
 Every forecast reads only rows strictly before its target date (see
-:meth:`tickercast.train.bundle.ModelBundle.backtest`). The model's median is compared with the
+:func:`tickercast.model.inference.backtest`). The model's median is compared with the
 naive forecast (next close = last close) and, on synthetic data, with the oracle that knows the
 planted signal (``close_t * exp(planted_t)`` from ``synth_oracle.parquet``).
 """
@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from tickercast import schema
-from tickercast.train.bundle import price_column
+from tickercast.model.inference import price_column
 
 if TYPE_CHECKING:
     from tickercast.config import Settings
-    from tickercast.train.bundle import ModelBundle
+    from tickercast.model.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -290,10 +290,12 @@ def run_evaluation(settings: Settings, model_uri: str | None = None) -> Evaluati
 
     """
     from tickercast.config import CHAMPION_ALIAS
-    from tickercast.errors import UserError
+    from tickercast.errors import BundleError, UserError
+    from tickercast.model.bundle import ModelBundle
+    from tickercast.model.inputs import model_frame
+    from tickercast.model.registry_client import load_from_registry
     from tickercast.train import dataset as ds
     from tickercast.train import tracking
-    from tickercast.train.bundle import BundleError, ModelBundle, load_from_registry
 
     curated, manifest = ds.read_curated(settings)
     uri = model_uri or f"models:/{settings.registered_model_name}@{CHAMPION_ALIAS}"
@@ -304,7 +306,7 @@ def run_evaluation(settings: Settings, model_uri: str | None = None) -> Evaluati
             bundle, version = load_from_registry(uri, settings.tracking_uri)
     except BundleError as exc:
         raise UserError(str(exc)) from None
-    frame = ds.model_frame(curated, bundle.spec)
+    frame = model_frame(curated, bundle.spec)
     split = ds.compute_split(frame, settings.train.val_fraction, settings.train.test_fraction)
     evaluation = evaluate_bundle(bundle, curated, split.test_start_idx, settings.data_root)
 
@@ -317,7 +319,7 @@ def run_evaluation(settings: Settings, model_uri: str | None = None) -> Evaluati
             "model_uri": uri,
             "model_version": version or "",
             "model_run_id": str(bundle.metadata.get("run_id")),
-            "data_version": str(manifest.get("data_version")),
+            "data_version": manifest.data_version,
         },
     )
     run_id = run.info.run_id
@@ -328,7 +330,7 @@ def run_evaluation(settings: Settings, model_uri: str | None = None) -> Evaluati
             "evaluation run": run_id,
             "model": uri + (f" (v{version})" if version else ""),
             "model trained in run": bundle.metadata.get("run_id"),
-            "data version": manifest.get("data_version"),
+            "data version": manifest.data_version,
             "test window": f"{split.test_start.date()} .. {split.last_date.date()}",
         }
         report = write_report(report_dir, evaluation, context)

@@ -1,4 +1,4 @@
-"""Training: the LightningModule, the DDP trainer and :func:`train`, which the CLI and pipeline call.
+"""Training: the DDP trainer and :func:`train`, which the CLI and pipeline call.
 
 Distributed data parallelism: ``Trainer(strategy="ddp", accelerator=..., devices=N, num_nodes=M)``.
 On one node Lightning starts the other processes itself by re-running the command line, so DDP
@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import yaml
 
 from tickercast.config import ModelParams
 from tickercast.errors import UserError
+from tickercast.model.inputs import QUANTILES
 from tickercast.train import dataset as ds
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pytorch_forecasting import TemporalFusionTransformer
 
     from tickercast.config import Settings
+    from tickercast.manifest import CuratedManifest
     from tickercast.train.tracking import RunTracker
 
 log = logging.getLogger(__name__)
@@ -90,26 +91,19 @@ def resolve_params(settings: Settings) -> ModelParams:
         raise UserError(f"params file {path}: {problems}") from None
 
 
-def build_network(datasets: ds.Datasets, params: ModelParams) -> TemporalFusionTransformer:
+def new_network(datasets: ds.Datasets, params: ModelParams) -> TemporalFusionTransformer:
     """Build a fresh TFT sized for ``datasets.train`` with the given hyper-parameters."""
-    import torch
-    from pytorch_forecasting import TemporalFusionTransformer
-    from pytorch_forecasting.metrics import QuantileLoss
+    from tickercast.model.network import build_network
 
-    with warnings.catch_warnings():
-        # Lightning's advice about saving module hyper-parameters does not apply: we rebuild both.
-        warnings.filterwarnings("ignore", message=r"Attribute '(loss|logging_metrics)' is an instance")
-        return TemporalFusionTransformer.from_dataset(
-            datasets.train,
-            hidden_size=params.hidden_size,
-            attention_head_size=params.attention_head_size,
-            dropout=params.dropout,
-            hidden_continuous_size=params.hidden_continuous_size,
-            learning_rate=params.learning_rate,
-            loss=QuantileLoss(list(ds.QUANTILES)),
-            logging_metrics=torch.nn.ModuleList([]),
-            log_interval=-1,
-        )
+    kwargs = {
+        "hidden_size": params.hidden_size,
+        "attention_head_size": params.attention_head_size,
+        "dropout": params.dropout,
+        "hidden_continuous_size": params.hidden_continuous_size,
+        "learning_rate": params.learning_rate,
+        "log_interval": -1,
+    }
+    return build_network(kwargs, dataset=datasets.train)
 
 
 def _lightning():
@@ -118,64 +112,11 @@ def _lightning():
     return pl
 
 
-class _ModuleFactory:
-    """Defers the LightningModule class definition until torch is imported (keeps ``--help`` fast)."""
-
-    _cls: type | None = None
-
-    @classmethod
-    def get(cls) -> type:
-        if cls._cls is None:
-            cls._cls = _define_module()
-        return cls._cls
-
-
-def _define_module() -> type:
-    import torch
-
-    pl = _lightning()
-
-    class ForecastModule(pl.LightningModule):
-        """Wraps the TFT network: one ``_common_step`` for train and validation, synced logging."""
-
-        def __init__(self, network: torch.nn.Module, learning_rate: float) -> None:
-            super().__init__()
-            self.save_hyperparameters(ignore=["network"])
-            self.network = network
-
-        def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return self.network(x)
-
-        def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
-            x, y = batch
-            out = self.network(x)
-            loss = self.network.loss(out["prediction"], y)
-            self.log(
-                f"{stage}_loss",
-                loss,
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-                prog_bar=True,
-                batch_size=int(x["decoder_target"].size(0)),
-            )
-            return loss
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            return self._common_step(batch, "train")
-
-        def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            return self._common_step(batch, "val")
-
-        def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
-
-    return ForecastModule
-
-
 def make_module(network: TemporalFusionTransformer, params: ModelParams) -> pl.LightningModule:
     """Return the LightningModule that trains ``network``."""
-    return _ModuleFactory.get()(network, params.learning_rate)
+    from tickercast.train.module import ForecastModule
+
+    return ForecastModule(network, params.learning_rate)
 
 
 def topology(settings: Settings) -> tuple[int, int]:
@@ -268,13 +209,13 @@ def train(settings: Settings, *, resume: bool = False) -> TrainResult:
     pl.seed_everything(settings.train.seed, workers=True, verbose=False)
     curated, manifest = ds.read_curated(settings)
     datasets = ds.build_datasets(curated, params, settings.train.val_fraction, settings.train.test_fraction)
-    network = build_network(datasets, params)
+    network = new_network(datasets, params)
     module = make_module(network, params)
 
     devices, num_nodes = topology(settings)
     tags = {
         "mlflow.runName": f"tft-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}",
-        "data_version": str(manifest.get("data_version")),
+        "data_version": manifest.data_version,
     }
     commit = tracking.git_commit()
     if commit:
@@ -287,7 +228,7 @@ def train(settings: Settings, *, resume: bool = False) -> TrainResult:
             "num_nodes": num_nodes,
         },
         "data": {
-            "data_version": manifest.get("data_version"),
+            "data_version": manifest.data_version,
             "symbols": int(datasets.frame["symbol"].nunique()),
             "train_samples": len(datasets.train),
             "val_samples": len(datasets.val),
@@ -295,7 +236,7 @@ def train(settings: Settings, *, resume: bool = False) -> TrainResult:
             **datasets.split.as_dict(),
         },
         "features": ",".join(datasets.spec.features),
-        "quantiles": ",".join(str(q) for q in ds.QUANTILES),
+        "quantiles": ",".join(str(q) for q in QUANTILES),
     }
     tracker = tracking.RunTracker(
         settings, run_params, tags, resume_run_id=record["run_id"] if record else None
@@ -329,15 +270,15 @@ def _finish(
     params: ModelParams,
     datasets: ds.Datasets,
     curated: Any,
-    manifest: dict[str, Any],
+    manifest: CuratedManifest,
     trainer: pl.Trainer,
     tracker: RunTracker,
 ) -> TrainResult:
     """Rank 0 after the fit: best weights -> bundle -> evaluation -> gate -> registry -> report."""
     import torch
 
-    from tickercast.train import evaluate, tracking
-    from tickercast.train.bundle import ModelBundle, load_from_registry
+    from tickercast.model.bundle import ModelBundle
+    from tickercast.train import evaluate, registry, tracking
     from tickercast.train.pyfunc import log_pyfunc
 
     run_id = str(tracker.run_id)
@@ -363,7 +304,7 @@ def _finish(
     metadata = {
         "run_id": run_id,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data_version": manifest.get("data_version"),
+        "data_version": manifest.data_version,
         "split": datasets.split.as_dict(),
         "symbols": sorted(datasets.frame["symbol"].unique().tolist()),
     }
@@ -381,38 +322,40 @@ def _finish(
 
     # Promotion gate: the champion is re-evaluated on this run's test window.
     name = settings.registered_model_name
-    champion = tracking.champion_version(settings.tracking_uri, name)
+    champion = registry.champion_version(settings.tracking_uri, name)
     champion_mae = None
     candidate_mae = metrics["mae"]
     if champion is not None:
         try:
-            champion_bundle, _ = load_from_registry(f"models:/{name}/{champion}", settings.tracking_uri)
+            champion_bundle, _ = registry.load_from_registry(
+                f"models:/{name}/{champion}", settings.tracking_uri
+            )
             champion_eval, _ = champion_bundle.backtest(curated, datasets.split.test_start_idx)
             candidate_mae, champion_mae, _ = evaluate.common_mae(evaluation.predictions, champion_eval)
         except Exception as exc:  # an unusable champion must not block a working candidate
             log.warning("champion v%s could not be re-evaluated: %s", champion, exc)
-    decision = tracking.decide_promotion(candidate_mae, champion_mae, champion)
+    decision = registry.decide_promotion(candidate_mae, champion_mae, champion)
 
     test_metrics = {k: float(v) for k, v in metrics.items()}
     ModelBundle.update_metadata(bundle_dir, test_metrics=test_metrics)
     client.log_artifacts(run_id, str(bundle_dir), artifact)
     log_pyfunc(client, run_id, bundle_dir, artifact.replace(BUNDLE_ARTIFACT, PYFUNC_ARTIFACT, 1))
-    client.log_dict(run_id, manifest, "data/manifest.json")
-    version = tracking.register_version(
+    client.log_dict(run_id, manifest.as_json(), "data/manifest.json")
+    version = registry.register_version(
         client,
         name,
         run_id,
         artifact,
-        {"data_version": str(manifest.get("data_version")), "test_mae": f"{metrics['mae']:.6f}"},
+        {"data_version": manifest.data_version, "test_mae": f"{metrics['mae']:.6f}"},
     )
-    tracking.apply_decision(client, name, version, run_id, decision)
+    registry.apply_decision(client, name, version, run_id, decision)
     ModelBundle.update_metadata(bundle_dir, model_version=version)
 
     report_dir = settings.reports_dir / run_id
     context = {
         "run id": run_id,
         "model version": f"{name} v{version}",
-        "data version": manifest.get("data_version"),
+        "data version": manifest.data_version,
         "test window": f"{datasets.split.test_start.date()} .. {datasets.split.last_date.date()}",
         "epochs": trainer.current_epoch,
         "promotion": ("promoted to champion: " if decision.promoted else "not promoted: ") + decision.reason,

@@ -5,7 +5,7 @@ Each training run logs it as the ``pyfunc`` artifact::
     mlflow models serve -m runs:/<run_id>/pyfunc --env-manager local
 
 The model's input is a frame of curated rows (one or many symbols); the output is
-:meth:`tickercast.train.bundle.ModelBundle.predict`'s frame. The bundle inside is verified on load
+:func:`tickercast.model.inference.predict`'s frame. The bundle inside is verified on load
 like any other.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
-from tickercast.train.bundle import ModelBundle
+from tickercast.model.bundle import ModelBundle
 
 ARTIFACT = "pyfunc"
 

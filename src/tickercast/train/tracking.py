@@ -1,8 +1,9 @@
-"""MLflow: runs, per-epoch metrics, the model registry and the promotion gate.
+"""MLflow runs: the experiment, run parameters, per-epoch metrics and the run records for ``--resume``.
 
 Every side effect of a distributed run (MLflow, checkpoint run records, registry, reports, the
 bundle) happens on global rank 0 only, and the decision is made in one place:
-:attr:`RunTracker.active`, set from ``trainer.is_global_zero`` when the trainer sets up.
+:attr:`RunTracker.active`, set from ``trainer.is_global_zero`` when the trainer sets up. The
+registry and the promotion gate are in :mod:`tickercast.train.registry`.
 """
 
 from __future__ import annotations
@@ -10,22 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.callbacks import Callback
 
-from tickercast.config import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tickercast.errors import UserError
+from tickercast.model.registry_client import client_for
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
 
     from tickercast.config import Settings
 
@@ -34,15 +32,6 @@ log = logging.getLogger(__name__)
 EXPERIMENT_NAME = "tickercast"
 RUN_RECORD = "run.json"
 LATEST_RECORD = "latest.json"
-# Relative tolerance of the promotion gate: float noise, not a margin that lets worse models in.
-GATE_TOLERANCE = 1e-9
-
-
-def client_for(tracking_uri: str) -> MlflowClient:
-    """Return an MLflow client bound to ``tracking_uri`` (no global state is changed)."""
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def experiment_id(settings: Settings, name: str = EXPERIMENT_NAME) -> str:
@@ -350,152 +339,3 @@ class RunTracker(Callback):
         """Mark the run finished (rank 0 only)."""
         if self.active and self.run_id:
             self.client.set_terminated(self.run_id, status="FINISHED")
-
-
-# --- Registry -----------------------------------------------------------------------------------
-
-
-def champion_version(tracking_uri: str, name: str = REGISTERED_MODEL_NAME) -> str | None:
-    """Return the version behind alias ``champion`` of a registered model, or ``None`` when there is none."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client_for(tracking_uri).get_model_version_by_alias(name, CHAMPION_ALIAS).version)
-    except MlflowException:
-        return None
-
-
-def resolve_model_version(model_uri: str, tracking_uri: str) -> ModelVersion:
-    """Resolve ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` to a registry version.
-
-    Raises:
-        BundleError: The URI is malformed or names nothing.
-
-    """
-    from mlflow.exceptions import MlflowException
-
-    from tickercast.errors import BundleError
-
-    if not model_uri.startswith("models:/"):
-        raise BundleError(
-            f"model URI {model_uri!r} must look like models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
-    rest = model_uri[len("models:/") :].strip("/")
-    client = client_for(tracking_uri)
-    try:
-        if "@" in rest:
-            name, alias = rest.split("@", 1)
-            return client.get_model_version_by_alias(name, alias)
-        name, _, version = rest.rpartition("/")
-        if not name or not version.isdigit():
-            raise BundleError(
-                f"model URI {model_uri!r} must look like models:/NAME@ALIAS or models:/NAME/VERSION"
-            )
-        return client.get_model_version(name, version)
-    except MlflowException as exc:
-        raise BundleError(f"no registered model at {model_uri} in {tracking_uri}: {exc.message}") from None
-
-
-def download_version(version: ModelVersion, tracking_uri: str, dst: Path) -> Path:
-    """Download a registered version's bundle folder into ``dst`` and return its local path."""
-    import mlflow.artifacts
-    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
-
-    previous = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
-    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"  # no bars in service logs
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=version.source, dst_path=str(dst), tracking_uri=tracking_uri
-        )
-    finally:
-        if previous is None:
-            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, None)
-        else:
-            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = previous
-    return Path(local)
-
-
-@dataclass
-class GateDecision:
-    """The outcome of the promotion gate, logged on the run and as version tags."""
-
-    promoted: bool
-    candidate_mae: float
-    champion_version: str | None
-    champion_mae: float | None
-    reason: str
-
-
-def decide_promotion(candidate_mae: float, champion_mae: float | None, champion: str | None) -> GateDecision:
-    """Promote when there is no usable champion or the candidate's MAE is no worse on the same window.
-
-    Args:
-        candidate_mae: The new model's test MAE.
-        champion_mae: The champion's MAE re-evaluated on the same test samples (``None`` when there
-            is no champion or it could not be evaluated).
-        champion: The champion's version, if any.
-
-    Returns:
-        The decision with both figures and a one-line reason.
-
-    """
-    if not math.isfinite(candidate_mae):
-        return GateDecision(False, candidate_mae, champion, champion_mae, "candidate MAE is not finite")
-    if champion is None:
-        return GateDecision(True, candidate_mae, None, None, "no champion yet")
-    if champion_mae is None or not math.isfinite(champion_mae):
-        return GateDecision(
-            True, candidate_mae, champion, champion_mae, f"champion v{champion} could not be evaluated"
-        )
-    if candidate_mae <= champion_mae * (1 + GATE_TOLERANCE):
-        return GateDecision(
-            True,
-            candidate_mae,
-            champion,
-            champion_mae,
-            f"test MAE {candidate_mae:.4f} <= champion v{champion}'s {champion_mae:.4f}",
-        )
-    return GateDecision(
-        False,
-        candidate_mae,
-        champion,
-        champion_mae,
-        f"test MAE {candidate_mae:.4f} > champion v{champion}'s {champion_mae:.4f}: champion kept",
-    )
-
-
-def register_version(
-    client: MlflowClient, name: str, run_id: str, artifact_path: str, tags: dict[str, str]
-) -> str:
-    """Register the run's bundle artifact as a new version of ``name`` and return the version."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name, description="tickercast Temporal Fusion Transformer bundles")
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
-    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
-    return str(version.version)
-
-
-def apply_decision(
-    client: MlflowClient, name: str, version: str, run_id: str, decision: GateDecision
-) -> None:
-    """Move the ``champion`` alias when promoted; record the decision and both figures either way."""
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    tags = {
-        "promotion.promoted": str(decision.promoted).lower(),
-        "promotion.reason": decision.reason,
-        "promotion.previous_champion": decision.champion_version or "",
-    }
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
-        client.set_model_version_tag(name, version, key, value)
-    log_metrics(
-        client,
-        run_id,
-        {"gate_candidate_mae": decision.candidate_mae, "gate_champion_mae": decision.champion_mae},
-    )

@@ -125,7 +125,7 @@ def tune(
         tags={
             "mlflow.runName": f"tune-{study_name}",
             "tickercast.kind": "tune",
-            "data_version": str(manifest.get("data_version")),
+            "data_version": manifest.data_version,
             "optuna.storage": storage,
         },
     )
@@ -152,7 +152,7 @@ def tune(
         run_id = child.info.run_id
         client.log_batch(run_id, params=_params(params))
         pl.seed_everything(settings.train.seed, workers=True, verbose=False)
-        module = fit.make_module(fit.build_network(datasets, params), params)
+        module = fit.make_module(fit.new_network(datasets, params), params)
         pruning = PruningCallback(trial)
         trainer = fit.make_trainer(settings, [pruning], max_epochs=settings.train.max_epochs, params=params)
         try:

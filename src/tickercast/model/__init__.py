@@ -1,0 +1,1 @@
+"""The model shared by training and serving: bundle format, network, model inputs and inference."""
