@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -276,6 +276,7 @@ def _finish(
 ) -> TrainResult:
     """Rank 0 after the fit: best weights -> bundle -> evaluation -> gate -> registry -> report."""
     import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from tickercast.model.bundle import ModelBundle
     from tickercast.train import evaluate, registry, tracking
@@ -284,11 +285,12 @@ def _finish(
     run_id = str(tracker.run_id)
     client = tracker.client
     network = trainer.lightning_module.network
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
     if best and Path(best).is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         trainer.lightning_module.load_state_dict(state)
-    network = network.to("cpu").eval()
+    network = cast("TemporalFusionTransformer", network).to("cpu").eval()
 
     samples_per_second = (
         tracker.epochs_run * len(datasets.train) / tracker.fit_seconds if tracker.fit_seconds > 0 else 0.0

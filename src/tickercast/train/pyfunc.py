@@ -22,7 +22,7 @@ from tickercast.model.bundle import ModelBundle
 ARTIFACT = "pyfunc"
 
 
-class BundleModel(mlflow.pyfunc.PythonModel):
+class BundleModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     """pyfunc wrapper: curated rows in, next-day quantile prices out."""
 
     def load_context(self, context: Any) -> None:
@@ -30,7 +30,7 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
 
     # No type hints here on purpose: MLflow turns them into a schema it cannot express for frames.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         """Forecast every symbol in ``model_input`` (a pandas frame of curated rows)."""
         return self.bundle.predict(model_input)
 

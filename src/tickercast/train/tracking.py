@@ -13,11 +13,13 @@ import logging
 import math
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.callbacks import Callback
 
+from tickercast.config import CHAMPION_ALIAS
 from tickercast.errors import UserError
 from tickercast.model.registry_client import client_for
 
@@ -80,7 +82,9 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: Mapping[str, float | None], step: int = 0
+) -> None:
     """Log finite numeric metrics in one batch (NaN and None are skipped, not logged as garbage)."""
     from mlflow.entities import Metric
 
@@ -316,7 +320,7 @@ class RunTracker(Callback):
         self.epochs_run = trainer.current_epoch + 1 - self.start_epoch
         if not self.active:
             return
-        metrics = {
+        metrics: dict[str, float] = {
             name: float(trainer.callback_metrics[name])
             for name in ("train_loss", "val_loss")
             if name in trainer.callback_metrics

@@ -41,7 +41,7 @@ class TuneResult:
     run_id: str
 
 
-def suggest_params(trial: optuna.Trial, base: ModelParams) -> ModelParams:
+def suggest_params(trial: optuna.Trial | optuna.trial.FixedTrial, base: ModelParams) -> ModelParams:
     """Draw one set of hyper-parameters from the search space."""
     return ModelParams(
         **{
