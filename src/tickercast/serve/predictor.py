@@ -485,7 +485,8 @@ class Predictor:
         # None of the dates is served: count exchange trading days from the last served date.
         last_date = self._calendar.index[-1]
         offsets = trading_days_between(
-            np.datetime64(last_date, "D"), pd.to_datetime(dates).to_numpy().astype("datetime64[D]")
+            np.asarray(last_date, dtype="datetime64[D]"),
+            pd.to_datetime(dates).to_numpy().astype("datetime64[D]"),
         )
         return (int(self._calendar.iloc[-1]) + offsets).astype("int64")
 
