@@ -7,7 +7,7 @@ runs, each in a fresh process so peak memory is its own:
   JVM) is up, and peak driver RSS is the Python driver plus its JVM (in local mode the JVM also
   hosts the executors);
 * the pandas peer: read every raw CSV with pandas, concatenate in file-name order and call
-  ``tickercast.preprocess.local_features.compute_features`` (what the original project did,
+  ``benchmarks/pandas_features.py``'s ``compute_features`` (what the original project did,
   without its ARIMA), timed after interpreter start.
 
 It prints a markdown table (wall time, input rows/s, peak RSS, pandas/Spark ratios) and writes it
@@ -124,7 +124,8 @@ def run_scan(data: Path, master: str, driver_memory: str, partitions: int) -> di
 def run_pandas(data: Path) -> dict:
     """Read the raw CSVs with pandas and compute the same features on one core."""
 
-    from tickercast.preprocess.local_features import compute_features, read_raw
+    from pandas_features import compute_features
+    from tickercast.features.curate import read_raw
 
     started = time.perf_counter()
 

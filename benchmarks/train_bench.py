@@ -46,7 +46,8 @@ def curate_with_pandas(root: Path) -> float:
     """Compute and publish the curated dataset with the pandas twin; return seconds taken."""
     import hashlib
 
-    from tickercast.preprocess.local_features import compute_features, read_raw
+    from pandas_features import compute_features
+    from tickercast.features.curate import read_raw
 
     started = time.perf_counter()
     curated = compute_features(read_raw(root, "prices"), read_raw(root, "indices"), read_raw(root, "news"))

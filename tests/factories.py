@@ -3,8 +3,8 @@
 Other test packages (serving, pipeline) import these; keep the signatures stable.
 
 - :func:`make_curated` writes a synthetic market (raw CSVs, ``synth_truth.json``,
-  ``synth_oracle.parquet``) and the curated dataset + manifest computed from it with the pandas
-  twin of the Spark job (fast, no JVM).
+  ``synth_oracle.parquet``) and the curated dataset + manifest computed from it with
+  :func:`tickercast.features.curate.curate`, the Spark job's feature kernel on one machine (no JVM).
 - :func:`train_tiny_model` trains a tiny TFT through the real CLI in a subprocess and returns the
   bundle folder; the model is registered in ``root``'s MLflow store and is the champion.
 """
@@ -18,8 +18,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -78,13 +82,54 @@ def make_curated(root: Path, tickers: int = 6, days: int = 520, seed: int = 3, k
 
     """
     from tickercast.data.synth import generate_market
-    from tickercast.preprocess.local_features import compute_features, read_raw
+    from tickercast.features.curate import curate, read_raw
 
     root.mkdir(parents=True, exist_ok=True)
     generate_market(root, tickers=tickers, days=days, seed=seed, kappa=kappa)
-    curated = compute_features(read_raw(root, "prices"), read_raw(root, "indices"), read_raw(root, "news"))
+    curated = curate(read_raw(root, "prices"), read_raw(root, "indices"), read_raw(root, "news"))
     write_curated(root, curated)
     return root
+
+
+def kernel_rows(symbols: dict[str, int], seed: int = 0) -> pa.Table:
+    """Rows as the job hands them to the feature kernel: grouped by symbol, in date order, numbered."""
+    import numpy as np
+    import pyarrow as pa
+
+    from tickercast import schema
+    from tickercast.features import indicators
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for symbol, n in symbols.items():
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        previous = np.concatenate([[np.nan], close[:-1]])
+        mean = np.where(rng.random(n) < 0.3, rng.uniform(-1, 1, n), np.nan)
+        dates = [dt.date(2020, 1, 1) + dt.timedelta(days=d) for d in range(n)]
+        parts.append(
+            pa.table(
+                {
+                    schema.DATE: pa.array(dates, pa.date32()),
+                    schema.SYMBOL: [symbol] * n,
+                    schema.OPEN: close,
+                    schema.HIGH: close * 1.01,
+                    schema.LOW: close * 0.99,
+                    schema.CLOSE: close,
+                    schema.VOLUME: np.full(n, 1000.0),
+                    schema.TIME_IDX: np.arange(n, dtype=np.int64),
+                    indicators.SENTIMENT_MEAN: pa.array(mean, mask=np.isnan(mean)),
+                    schema.NEWS_COUNT: pa.array(np.where(np.isnan(mean), 0, 2), mask=np.isnan(mean)),
+                    indicators.PREVIOUS_CLOSE: pa.array(previous, mask=np.isnan(previous)),
+                    indicators.ROW_NUMBER: np.arange(1, n + 1, dtype=np.int64),
+                }
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def kernel_batches(table: pa.Table, size: int) -> list[pa.RecordBatch]:
+    """Cut ``table`` into record batches of ``size`` rows, as Spark hands them to a worker."""
+    return table.combine_chunks().to_batches(max_chunksize=size)
 
 
 def tickercast_env(root: Path) -> dict[str, str]:

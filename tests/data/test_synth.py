@@ -11,10 +11,10 @@ import pytest
 
 from tickercast import schema
 from tickercast.data.headlines import build_bank
-from tickercast.data.sentiment import score_headlines
 from tickercast.data.synth import MIN_DAYS, generate_market, make_symbols
 from tickercast.errors import UserError
 from tickercast.features.calendar import holidays, is_trading_day
+from tickercast.features.sentiment import score_headlines
 
 from .conftest import SYNTH_ARGS, parse_price_dates, read_raw
 

@@ -14,7 +14,7 @@ from tests.preprocess.conftest import NOW, TODAY, RawData, tree_digest, write_ra
 from tests.preprocess.reference import assert_features_close, reference_features
 from tickercast import schema
 from tickercast.errors import UserError
-from tickercast.preprocess.local_features import compute_features
+from tickercast.features.curate import curate
 
 pytestmark = pytest.mark.spark
 
@@ -38,10 +38,10 @@ def test_every_indicator_matches_the_reference(full_run, raw_data: RawData) -> N
     assert_features_close(curated, expected)
 
 
-def test_spark_and_single_node_implementations_agree(full_run, raw_data: RawData) -> None:
+def test_spark_job_and_one_machine_curation_agree(full_run, raw_data: RawData) -> None:
     _, curated, _ = full_run
-    local = compute_features(raw_data.prices, raw_data.indices, raw_data.news)
-    assert_features_close(curated, local)
+    local = curate(raw_data.prices, raw_data.indices, raw_data.news)
+    assert_features_close(curated, local, rtol=1e-12)
     assert curated.dtypes.to_dict() == local.dtypes.to_dict()
 
 

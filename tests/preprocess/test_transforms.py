@@ -16,7 +16,7 @@ D = dt.date
 def test_trading_calendar_numbers_dates_densely(spark) -> None:
     from pyspark.testing import assertDataFrameEqual
 
-    from tickercast.preprocess.features import trading_calendar
+    from tickercast.preprocess.transforms import trading_calendar
 
     prices = spark.createDataFrame(
         [("A", D(2024, 1, 5)), ("B", D(2024, 1, 2)), ("A", D(2024, 1, 2)), ("B", D(2024, 1, 8))],
@@ -32,7 +32,7 @@ def test_trading_calendar_numbers_dates_densely(spark) -> None:
 def test_observations_count_for_the_next_trading_row(spark) -> None:
     from pyspark.testing import assertDataFrameEqual
 
-    from tickercast.preprocess.features import daily_sentiment, trading_calendar
+    from tickercast.preprocess.transforms import daily_sentiment, trading_calendar
 
     prices = spark.createDataFrame(
         [
@@ -76,7 +76,7 @@ def test_a_daily_mean_has_the_same_bits_in_any_order_or_partitioning(spark) -> N
     import math
     import random
 
-    from tickercast.preprocess.features import daily_sentiment, trading_calendar
+    from tickercast.preprocess.transforms import daily_sentiment, trading_calendar
 
     prices = spark.createDataFrame([("A", D(2024, 1, 5))], "symbol string, date date")
     rng = random.Random(3)
@@ -151,7 +151,7 @@ def test_duplicate_resolution_looks_back_on_the_previous_valid_row(spark) -> Non
 
 @pytest.mark.spark
 def test_calendar_lookups_map_every_day_to_the_next_trading_date(spark) -> None:
-    from tickercast.preprocess.features import calendar_lookups
+    from tickercast.preprocess.transforms import calendar_lookups
 
     # A Friday, the next Monday and Wednesday, given out of order and repeated.
     tables = calendar_lookups(spark, [D(2024, 1, 8), D(2024, 1, 5), D(2024, 1, 10), D(2024, 1, 8)])
@@ -168,6 +168,26 @@ def test_calendar_lookups_map_every_day_to_the_next_trading_date(spark) -> None:
     empty = calendar_lookups(spark, [])
     assert [tuple(r) for r in empty["bounds"].collect()] == [(None, None)]
     assert empty["days"].count() == 0
+
+
+@pytest.mark.spark
+def test_calendar_columns_are_the_exchange_calendars_computed_in_the_workers(spark) -> None:
+    from tickercast.preprocess.transforms import calendar_columns
+
+    # A Sunday, a Monday and a Dec 31st; a stale calendar column is replaced.
+    frame = spark.createDataFrame(
+        [("A", D(2023, 12, 31), 9), ("A", D(2024, 1, 1), 9), ("B", D(2024, 12, 31), 9)],
+        "symbol string, date date, month long",
+    )
+    out = calendar_columns(frame)
+    assert out.columns == ["symbol", "date", "day_of_week", "day_of_month", "month"]
+    assert dict(out.dtypes)["day_of_week"] == "bigint"
+    rows = sorted(tuple(r) for r in out.collect())
+    assert rows == [
+        ("A", D(2023, 12, 31), 6, 31, 12),
+        ("A", D(2024, 1, 1), 0, 1, 1),
+        ("B", D(2024, 12, 31), 1, 31, 12),
+    ]
 
 
 def test_publish_swaps_in_place_and_keeps_nothing_of_the_old(tmp_path: Path) -> None:

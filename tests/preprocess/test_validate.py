@@ -183,8 +183,8 @@ def reader_run(spark, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_quoted_line_breaks_follow_rfc_4180(reader_run) -> None:
-    from tickercast.data.sentiment import score_headlines
-    from tickercast.preprocess import spec
+    from tickercast.features import rules as spec
+    from tickercast.features.sentiment import score_headlines
 
     result, root = reader_run
     assert result.exit_code == 0, result.output
@@ -203,7 +203,7 @@ def test_quoted_line_breaks_follow_rfc_4180(reader_run) -> None:
 
 
 def test_lines_with_more_fields_than_their_header(reader_run) -> None:
-    from tickercast.preprocess import spec
+    from tickercast.features import rules as spec
 
     _, root = reader_run
     quarantine = pd.read_parquet(root / "quarantine")

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.serve.conftest import Trained, assert_error, settings_for, wait_until
+from tickercast import schema
 from tickercast.model.bundle import ModelBundle
 from tickercast.serve.app import create_app
 
@@ -145,6 +146,43 @@ def test_forecast_from_curated_rows_matches_the_precomputed_forecast(client, tra
     assert body["predicted_price"] == pytest.approx(served["predicted_price"], rel=1e-9)
     assert body["quantiles"] == pytest.approx(served["quantiles"], rel=1e-9)
     assert body["as_of"] == served["as_of"] and body["forecast_for"] == served["forecast_for"]
+
+
+def test_raw_history_of_a_served_ticker_gives_its_served_features_and_forecast(
+    client, trained, tickers
+) -> None:
+    from tickercast.serve.history import raw_to_curated
+
+    ticker = tickers[0]
+    rows = raw_rows(trained, ticker, MAX_ROWS)
+    served = trained.curated[trained.curated["symbol"] == ticker].reset_index(drop=True)
+    # The features of the raw prices, computed as the service computes them: every row past the
+    # 200-row look-back has the served values.
+    computed = raw_to_curated(rows, ticker).reset_index(drop=True)
+    exact = len(rows) - schema.MAX_LOOKBACK_ROWS
+    computed, expected = computed.tail(exact), served.tail(exact)
+    assert [str(d) for d in computed["date"]] == [str(d) for d in expected["date"]]
+    keys = (schema.DATE, schema.SYMBOL, schema.TIME_IDX)
+    from_prices = [
+        c for c in schema.BASE_CURATED_COLUMNS if c not in (*keys, *schema.SENTIMENT_COLUMNS_CURATED)
+    ]
+    for column in from_prices:
+        np.testing.assert_allclose(computed[column], expected[column], rtol=1e-9, err_msg=column)
+    # time_idx counts the posted rows; the service places it on the served calendar instead.
+    assert np.diff(computed["time_idx"]).tolist() == np.diff(expected["time_idx"]).tolist()
+    # Prices carry neither news nor market indices: the service fills both in from its served
+    # data by date (this ticker's news is real, so the fill is what makes the forecast the same).
+    assert not set(computed.columns) & {*schema.SENTIMENT_COLUMNS_CURATED, "mkt_gspc_close"}
+    assert expected["sentiment_observed"].sum() > 0 and expected["mkt_gspc_close"].notna().all()
+
+    response = client.post("/forecast", json={"ticker": ticker.lower(), "history": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    predicted = client.get("/predict", params={"ticker": ticker}).json()
+    assert body["input_kind"] == "raw"
+    assert body["as_of"] == predicted["as_of"] and body["forecast_for"] == predicted["forecast_for"]
+    assert body["quantiles"] == pytest.approx(predicted["quantiles"], rel=1e-9, abs=0)
+    assert body["predicted_price"] == pytest.approx(predicted["predicted_price"], rel=1e-9, abs=0)
 
 
 def test_forecast_from_raw_ohlcv_for_a_ticker_the_service_does_not_serve(client, trained, tickers) -> None:

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from tickercast.data.sentiment import Scorer, get_scorer
+from tickercast.features.sentiment import Scorer, get_scorer
 
 PLACEHOLDER = "ABCD"
 
@@ -135,7 +135,7 @@ def build_bank(scorer_name: str = "vader") -> HeadlineBank:
     """Score every template and keep those whose score agrees with the intended tone.
 
     Args:
-        scorer_name: The scorer to calibrate against (see :func:`tickercast.data.sentiment.get_scorer`).
+        scorer_name: The scorer to calibrate against (see :func:`tickercast.features.sentiment.get_scorer`).
 
     Returns:
         The calibrated bank.

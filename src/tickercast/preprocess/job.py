@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 from tickercast import schema
 from tickercast.errors import UserError
-from tickercast.preprocess import io, spec
+from tickercast.features import rules as spec
+from tickercast.preprocess import io
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -136,7 +137,7 @@ def _is_overflow(exc: Exception) -> bool:
     """Tell whether the job stopped on an exact sum out of range (in Spark or in the feature kernel)."""
     from pyspark.errors import ArithmeticException, PythonException
 
-    from tickercast.preprocess.kernel import VALUE_TOO_LARGE
+    from tickercast.features.indicators import VALUE_TOO_LARGE
 
     return isinstance(exc, ArithmeticException) or (
         isinstance(exc, PythonException) and VALUE_TOO_LARGE in str(exc)
@@ -487,7 +488,8 @@ def _write_features(
         :func:`_content_stats` of the written rows.
 
     """
-    from tickercast.preprocess import features, write
+    from tickercast.preprocess import transforms as features
+    from tickercast.preprocess import write
 
     prices = valid[schema.RAW_PRICES].select(
         schema.SYMBOL,
@@ -568,7 +570,7 @@ def _scored_news(news: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    from tickercast.preprocess import features
+    from tickercast.preprocess import transforms as features
 
     score = F.when(F.col("status") == "valid", features.headline_scores(F.col("headline")))
     return news.withColumn("score", score).drop("headline")
@@ -588,7 +590,7 @@ def _incremental(spark, settings, previous, prices, calendar, sentiment, market,
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from tickercast.preprocess import features
+    from tickercast.preprocess import transforms as features
 
     if (
         previous.get("schema_version") != schema.SCHEMA_VERSION

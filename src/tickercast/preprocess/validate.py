@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from tickercast import schema
-from tickercast.preprocess import spec
+from tickercast.features import rules as spec
 
 N_FIELDS = 24  # the most columns a raw line may carry; the CSV reader drops any beyond
 # The reader's column for the raw text of a record whose field count is not the reader's width.

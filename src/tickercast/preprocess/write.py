@@ -1,7 +1,7 @@
 """Write the curated rows as Parquet from Spark's Python workers, hashing the content on the way.
 
 Each partition of the curated rows goes to a Python worker as Arrow batches (``mapInArrow``); the
-worker computes the features (:mod:`tickercast.preprocess.kernel`), writes one Parquet file with
+worker computes the features (:mod:`tickercast.features.indicators`), writes one Parquet file with
 pyarrow and returns one small row of metrics: its row count, order-free folds of its row hashes
 and its first and last dates. Computing and writing where the rows already are saves sending 25
 columns back to the JVM and Spark's row-by-row Parquet writer (together two thirds of the stage,
@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tickercast import schema
-from tickercast.preprocess import kernel, spec
+from tickercast.features import indicators, rules
+from tickercast.preprocess import content_hash
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -43,7 +44,7 @@ _TEMPORARY_SUFFIX = ".tmp"
 def curated_schema(columns: Sequence[str]) -> pa.Schema:
     """Return the Arrow schema of the curated files: dates, the symbol, int64 and float64 columns."""
     types = {schema.DATE: pa.date32(), schema.SYMBOL: pa.string()}
-    types |= {name: pa.int64() for name in spec.INTEGER_COLUMNS}
+    types |= {name: pa.int64() for name in rules.INTEGER_COLUMNS}
     return pa.schema([(name, types.get(name, pa.float64())) for name in columns])
 
 
@@ -58,15 +59,15 @@ def write_curated(
     """Write ``frame`` under ``out`` as Parquet, one file per partition, and return content metrics.
 
     Args:
-        frame: With ``compute``, the job's rows as :func:`tickercast.preprocess.features.feature_rows`
+        frame: With ``compute``, the job's rows as :func:`tickercast.preprocess.transforms.feature_rows`
             returns them (each symbol's rows in one partition, in date order); without, curated rows.
         out: The folder to write (created; files already there with other names stay).
         columns: The curated columns in order.
         market: With ``compute``, each ``mkt_*`` column as an array indexed by ``time_idx``.
-        compute: Compute the features first (see :func:`tickercast.preprocess.kernel.curated_table`).
+        compute: Compute the features first (see :func:`tickercast.features.indicators.curated_table`).
 
     Returns:
-        ``rows``, ``xor``, ``sum_hi``, ``sum_lo`` (the folds of :func:`kernel.content_folds` over all
+        ``rows``, ``xor``, ``sum_hi``, ``sum_lo`` (the folds of :func:`content_hash.content_folds` over all
         rows) and ``first``, ``last`` (dates, ``None`` without rows).
 
     """
@@ -77,7 +78,7 @@ def write_curated(
     for stray in out.glob(f".*{_TEMPORARY_SUFFIX}"):  # from attempts that failed and were retried
         stray.unlink()
     # A partition's xor comes back as a signed 64-bit value: its bits again, as an unsigned int.
-    folds = kernel.combine_folds({**r.asDict(), "xor": r["xor"] & 0xFFFFFFFFFFFFFFFF} for r in rows)
+    folds = content_hash.combine_folds({**r.asDict(), "xor": r["xor"] & 0xFFFFFFFFFFFFFFFF} for r in rows)
     firsts = [r["first"] for r in rows if r["first"] is not None]
     lasts = [r["last"] for r in rows if r["last"] is not None]
     return {**folds, "first": min(firsts, default=None), "last": max(lasts, default=None)}
@@ -111,7 +112,9 @@ def write_partition(
     """
     tables: Iterable[pa.Table]
     if compute:
-        tables = (kernel.curated_table(t, market, target.names) for t in kernel.whole_symbols(batches))
+        tables = (
+            indicators.curated_table(t, market, target.names) for t in indicators.whole_symbols(batches)
+        )
     else:
         tables = (pa.Table.from_batches([b]) for b in batches if b.num_rows)
     folds: list[dict[str, int]] = []
@@ -122,7 +125,7 @@ def write_partition(
     try:
         for table in tables:
             curated = table.select(target.names).cast(target)
-            folds.append(kernel.content_folds(curated))
+            folds.append(content_hash.content_folds(curated))
             bounds = pc.min_max(curated.column(schema.DATE))
             firsts.append(bounds["min"].as_py())
             lasts.append(bounds["max"].as_py())
@@ -142,7 +145,7 @@ def write_partition(
             writer.close()
         Path(temporary).unlink(missing_ok=True)
         raise
-    total = kernel.combine_folds(folds)
+    total = content_hash.combine_folds(folds)
     return pa.RecordBatch.from_pydict(
         {
             "rows": [total["rows"]],

@@ -37,7 +37,11 @@ def history_kind(rows: Sequence[Mapping[str, Any]]) -> Literal["raw", "curated"]
 
 
 def raw_to_curated(rows: Sequence[Mapping[str, Any]], ticker: str, keep: int | None = None) -> pd.DataFrame:
-    """Compute curated features from raw OHLCV rows with the single-node feature code.
+    """Compute curated features from raw OHLCV rows with :func:`tickercast.features.curate.curate`.
+
+    Prices carry no news, so the rows have no sentiment columns: like the market-index columns,
+    :meth:`tickercast.serve.predictor.Predictor.forecast_history` takes them from the served data
+    by date (the served ticker's own sentiment; none known is 0 and unobserved).
 
     Args:
         rows: Raw rows (``Date, Open, High, Low, Close, Volume``); a ``Symbol`` key is ignored.
@@ -47,13 +51,13 @@ def raw_to_curated(rows: Sequence[Mapping[str, Any]], ticker: str, keep: int | N
             plus that look-back gives exactly the same features, at a bounded cost.
 
     Returns:
-        Curated rows for ``ticker`` (market-index columns are filled in later from served data).
+        Curated rows for ``ticker``: the price-derived columns and the calendar columns.
 
     Raises:
         HistoryError: A column is missing, a date repeats, or a value is unreadable or impossible.
 
     """
-    from tickercast.preprocess.local_features import compute_features, parse_dates
+    from tickercast.features.curate import curate, parse_dates
 
     missing = [
         column
@@ -74,9 +78,10 @@ def raw_to_curated(rows: Sequence[Mapping[str, Any]], ticker: str, keep: int | N
         if parsed.notna().all():  # otherwise the feature code names the bad row
             prices = prices.iloc[np.argsort(parsed.to_numpy(), kind="stable")[-keep:]]
     try:
-        features = compute_features(prices)
+        features = curate(prices)
     except ValueError as exc:
         raise HistoryError(f"raw history: {exc}") from None
+    features = features.drop(columns=list(schema.SENTIMENT_COLUMNS_CURATED))
     return features[features[schema.SYMBOL].astype(str) == ticker]
 
 

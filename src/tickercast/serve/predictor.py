@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tickercast import schema
+from tickercast.features.calendar import add_calendar_columns, trading_days_between
 from tickercast.model.inputs import WARMUP_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ REQUIRED_COLUMNS = (schema.DATE, schema.SYMBOL, schema.TIME_IDX, *WARMUP_COLUMNS
 
 
 class BundleLike(Protocol):
-    """What the service needs from :class:`tickercast.train.bundle.ModelBundle`."""
+    """What the service needs from :class:`tickercast.model.bundle.ModelBundle`."""
 
     metadata: dict[str, Any]
 
@@ -161,7 +162,7 @@ def needed_columns(available: Sequence[str]) -> list[str]:
     """Return the curated columns to read: the base curated columns and every market-index column.
 
     The model's inputs (``bundle.metadata["features"]``) are derived from these by
-    :func:`tickercast.train.dataset.model_frame`, so the raw curated columns are what must be read.
+    :func:`tickercast.model.inputs.model_frame`, so the raw curated columns are what must be read.
 
     Args:
         available: Columns present in the curated dataset.
@@ -436,25 +437,38 @@ class Predictor:
         return make_forecast(predictions.iloc[0], frame)
 
     def _complete(self, ticker: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """Add what history sent by a caller may lack, from the date and the served data.
+
+        Calendar columns come from the exchange calendar; market-index columns from the served
+        data by date; sentiment columns from the served ticker's rows by date (prices carry no
+        news), 0 and unobserved where the service knows none. ``time_idx`` is always re-derived.
+        """
         frame = frame.copy()
         frame[schema.SYMBOL] = ticker
         frame[schema.DATE] = [_as_date(value) for value in frame[schema.DATE]]
         frame = (
             frame.sort_values(schema.DATE).drop_duplicates(schema.DATE, keep="last").reset_index(drop=True)
         )
-        dates = pd.DatetimeIndex(pd.to_datetime(frame[schema.DATE]))
-        for column, values in (
-            (schema.DAY_OF_WEEK, dates.dayofweek),
-            (schema.DAY_OF_MONTH, dates.day),
-            (schema.MONTH, dates.month),
-        ):
+        calendar_columns = add_calendar_columns(frame[[schema.DATE]])
+        for column in schema.CALENDAR_COLUMNS:
             if column not in frame.columns:
-                frame[column] = values.astype("int64")
+                frame[column] = calendar_columns[column].to_numpy()
         missing_market = [column for column in self._market.columns if column not in frame.columns]
         if missing_market:
             # Same values on a date for every ticker; dates the service has no data for stay null,
             # which the model reads as "market data missing".
             frame[missing_market] = self._market[missing_market].reindex(frame[schema.DATE]).to_numpy()
+        missing_sentiment = [c for c in schema.SENTIMENT_COLUMNS_CURATED if c not in frame.columns]
+        if missing_sentiment:
+            served = self._history.get(ticker)
+            known = (
+                served.set_index(schema.DATE)[missing_sentiment].reindex(frame[schema.DATE])
+                if served is not None and set(missing_sentiment) <= set(served.columns)
+                else pd.DataFrame(index=frame[schema.DATE], columns=missing_sentiment, dtype="float64")
+            )
+            for column in missing_sentiment:
+                values = known[column].fillna(0).to_numpy()
+                frame[column] = values.astype("float64" if column == schema.SENTIMENT else "int64")
         frame[schema.TIME_IDX] = self._time_idx(frame[schema.DATE])
         missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
         if missing:
@@ -468,9 +482,11 @@ class Predictor:
         if known.notna().any():
             anchor = int(np.flatnonzero(known.notna().to_numpy())[-1])
             return (int(known.iloc[anchor]) + positions - anchor).astype("int64")
+        # None of the dates is served: count exchange trading days from the last served date.
         last_date = self._calendar.index[-1]
-        offsets = np.busday_count(
-            np.datetime64(last_date, "D"), pd.to_datetime(dates).to_numpy().astype("datetime64[D]")
+        offsets = trading_days_between(
+            np.asarray(last_date, dtype="datetime64[D]"),
+            pd.to_datetime(dates).to_numpy().astype("datetime64[D]"),
         )
         return (int(self._calendar.iloc[-1]) + offsets).astype("int64")
 

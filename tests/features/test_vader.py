@@ -8,7 +8,7 @@ import pytest
 from vaderSentiment import vaderSentiment as vader
 
 from tickercast.data import headlines
-from tickercast.data.vader import CompoundScorer
+from tickercast.features.vader import CompoundScorer
 
 # VADER's own demonstration sentences (vaderSentiment.__main__): every rule it advertises.
 VADER_EXAMPLES = [

@@ -1,4 +1,4 @@
-"""The single-node pandas implementation against the independent reference, and its edge cases."""
+"""One-machine curation (the Spark job's kernel) against the independent reference, and its edge cases."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 from tests.preprocess.conftest import RawData
 from tests.preprocess.reference import assert_features_close, reference_features
 from tickercast import schema
-from tickercast.preprocess import spec
-from tickercast.preprocess.local_features import compute_features
+from tickercast.features import rules
+from tickercast.features.curate import curate
 
 
 def test_every_indicator_matches_the_reference(raw_data: RawData) -> None:
     expected = reference_features(raw_data.prices, raw_data.indices, raw_data.news)
-    actual = compute_features(raw_data.prices, raw_data.indices, raw_data.news)
+    actual = curate(raw_data.prices, raw_data.indices, raw_data.news)
     assert_features_close(actual, expected)
     # The data really exercises the edge cases the reference implements.
     assert actual["sentiment_observed"].sum() > 50
@@ -29,16 +29,16 @@ def test_every_indicator_matches_the_reference(raw_data: RawData) -> None:
 
 
 def test_columns_and_dtypes_are_the_contract(raw_data: RawData) -> None:
-    out = compute_features(raw_data.prices, raw_data.indices, raw_data.news)
-    assert list(out.columns) == spec.curated_columns(["^GSPC", "^VIX"])
+    out = curate(raw_data.prices, raw_data.indices, raw_data.news)
+    assert list(out.columns) == rules.curated_columns(["^GSPC", "^VIX"])
     assert isinstance(out["date"].iloc[0], dt.date)
-    for column in spec.INTEGER_COLUMNS:
+    for column in rules.INTEGER_COLUMNS:
         assert out[column].dtype == np.int64
     assert out["close"].dtype == np.float64
 
 
 def test_no_news_means_zero_unobserved_sentiment(raw_data: RawData) -> None:
-    out = compute_features(raw_data.prices)
+    out = curate(raw_data.prices)
     assert (out["sentiment"] == 0).all()
     assert (out["sentiment_observed"] == 0).all()
     assert (out["news_count"] == 0).all()
@@ -46,7 +46,7 @@ def test_no_news_means_zero_unobserved_sentiment(raw_data: RawData) -> None:
 
 
 def test_changing_data_after_t_leaves_features_up_to_t_unchanged(raw_data: RawData) -> None:
-    before = compute_features(raw_data.prices, raw_data.indices, raw_data.news)
+    before = curate(raw_data.prices, raw_data.indices, raw_data.news)
     prices, indices = raw_data.prices.copy(), raw_data.indices.copy()
     late = prices["Date"].str.slice(0, 10) > raw_data.split.isoformat()
     for column in ("Open", "High", "Low", "Close"):
@@ -56,7 +56,7 @@ def test_changing_data_after_t_leaves_features_up_to_t_unchanged(raw_data: RawDa
     _, late_news = raw_data.early_late("news")
     news = raw_data.news.copy()
     news.loc[late_news.index, "headline"] = "Catastrophic fraud scandal and terrible losses"
-    after = compute_features(prices, indices, news)
+    after = curate(prices, indices, news)
     cut = pd.Series([d <= raw_data.split for d in before["date"]])
     pd.testing.assert_frame_equal(
         before[cut].reset_index(drop=True), after[cut.to_numpy()].reset_index(drop=True)
@@ -84,19 +84,19 @@ def _prices(closes: list[float], symbol: str = "AAA", start: str = "2024-01-01")
 
 
 def test_rsi_special_cases() -> None:
-    flat = compute_features(_prices([10.0] * 20))
+    flat = curate(_prices([10.0] * 20))
     assert flat["rsi_14"].isna().sum() == 14  # 14 changes need 15 rows
     assert (flat["rsi_14"].dropna() == 50).all()
-    rising = compute_features(_prices([10.0 + i for i in range(20)]))
+    rising = curate(_prices([10.0 + i for i in range(20)]))
     assert (rising["rsi_14"].dropna() == 100).all()
-    falling = compute_features(_prices([50.0 - i for i in range(20)]))
+    falling = curate(_prices([50.0 - i for i in range(20)]))
     assert (falling["rsi_14"].dropna() == 0).all()
 
 
 def test_both_date_formats_give_the_calendar_date_as_written() -> None:
     frame = _prices([10.0, 11.0])
     frame.loc[1, "Date"] = "2024-01-02 00:00:00-05:00"
-    out = compute_features(frame)
+    out = curate(frame)
     assert [str(d) for d in out["date"]] == ["2024-01-01", "2024-01-02"]
     assert out["log_return"].iloc[1] == pytest.approx(math.log(11 / 10))
 
@@ -115,10 +115,10 @@ def test_news_after_the_close_or_on_a_weekend_counts_for_the_next_trading_day() 
             "headline": ["good", "good", "good", "good"],
         }
     )
-    out = compute_features(prices, sentiment=news)
+    out = curate(prices, sentiment=news)
     assert out["news_count"].tolist() == [1, 1, 1, 1, 0]
     assert out["sentiment_observed"].tolist() == [1, 1, 1, 1, 0]
-    decayed = out["sentiment"].iloc[3] * 0.5 ** (1 / spec.SENTIMENT_HALF_LIFE_DAYS)
+    decayed = out["sentiment"].iloc[3] * 0.5 ** (1 / rules.SENTIMENT_HALF_LIFE_DAYS)
     assert out["sentiment"].iloc[4] == pytest.approx(decayed)
 
 
@@ -127,7 +127,7 @@ def test_raw_sentiment_scores_are_observations() -> None:
     scores = pd.DataFrame(
         {"Date": ["2024-01-06", "2024-01-04"], "Symbol": "AAA", "sentiment": ["0.5", "-0.25"]}
     )
-    out = compute_features(prices, sentiment=scores)
+    out = curate(prices, sentiment=scores)
     assert out["sentiment"].tolist()[:3] == [-0.25, 0.0 + -0.25 * 0.5 ** (1 / 5), 0.5]
     assert out["sentiment_observed"].tolist() == [1, 0, 1]
 
@@ -137,7 +137,7 @@ def test_market_index_is_carried_at_most_three_trading_days() -> None:
     index = pd.DataFrame(
         {"Date": prices["Date"].iloc[[0, 6, 7]], "Symbol": "^GSPC", "Close": [100.0, 110.0, 121.0]}
     )
-    out = compute_features(prices, indices=index)
+    out = curate(prices, indices=index)
     assert out["mkt_gspc_close"].tolist()[:4] == [100.0] * 4
     assert out["mkt_gspc_close"].iloc[4:6].isna().all()
     assert out["mkt_gspc_ret"].iloc[1] == 0.0
@@ -147,7 +147,7 @@ def test_market_index_is_carried_at_most_three_trading_days() -> None:
 
 def test_later_rows_win_for_the_same_symbol_and_date() -> None:
     frame = pd.concat([_prices([10.0, 11.0]), _prices([10.0, 12.0])], ignore_index=True)
-    out = compute_features(frame)
+    out = curate(frame)
     assert out["close"].tolist() == [10.0, 12.0]
 
 
@@ -166,9 +166,24 @@ def test_unusable_rows_raise_a_clear_error(column: str, value: str, reason: str)
     frame = _prices([10.0, 11.0]).astype(str)
     frame.loc[1, column] = value
     with pytest.raises(ValueError, match=reason):
-        compute_features(frame)
+        curate(frame)
 
 
 def test_missing_columns_are_named() -> None:
     with pytest.raises(ValueError, match="missing columns: Volume"):
-        compute_features(_prices([10.0]).drop(columns="Volume"))
+        curate(_prices([10.0]).drop(columns="Volume"))
+
+
+def test_a_price_too_large_for_exact_sums_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="too large to sum exactly"):
+        curate(_prices([1e15] * 3))
+
+
+def test_news_means_are_exact_sums_whatever_the_order() -> None:
+    prices = _prices([10.0] * 2, start="2024-01-04")
+    scores = pd.DataFrame({"Date": "2024-01-04", "Symbol": "AAA", "sentiment": ["0.1", "0.2", "0.3", "-0.7"]})
+    forward = curate(prices, sentiment=scores)
+    backward = curate(prices, sentiment=scores.iloc[::-1])
+    assert forward["sentiment"].iloc[0] == backward["sentiment"].iloc[0]
+    assert forward["sentiment"].iloc[0] == pytest.approx(-0.025, rel=1e-15)
+    assert forward["news_count"].tolist() == [4, 0]

@@ -1,11 +1,10 @@
-"""The per-symbol feature formulas on Arrow tables, in numpy: what the Spark job's workers run.
+"""The per-symbol feature formulas on Arrow tables, in numpy: the one implementation of every indicator.
 
-Spark hands each partition to a Python worker as Arrow batches (``mapInArrow``), every symbol's
-rows together and in date order; :func:`whole_symbols` regroups the batches so that no symbol is
-split, and :func:`window_columns` computes the indicators and the imputed sentiment for whole
-symbols at once, vectorised over all of them. The formulas are those of ``docs/preprocessing.md``;
-:mod:`tickercast.preprocess.local_features` implements them again in pandas and the tests hold
-both to an independent reference.
+The Spark job's Python workers run it on each partition (Spark hands them Arrow batches through
+``mapInArrow``, every symbol's rows together and in date order; :func:`whole_symbols` regroups the
+batches so that no symbol is split), and :mod:`tickercast.features.curate` runs it on one machine.
+:func:`window_columns` computes the indicators and the imputed sentiment for whole symbols at once,
+vectorised over all of them. The formulas are those of ``docs/preprocessing.md``.
 
 Moving sums are differences of running sums, so a 200-row mean costs two lookups per row, not 200
 additions. Running sums of doubles would make a value depend on where the sum started (an
@@ -18,7 +17,6 @@ exact modulo 2^64), provided the window's own sum fits: :class:`ValueTooLarge` o
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -26,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tickercast import schema
-from tickercast.preprocess import spec
+from tickercast.features import rules
+from tickercast.features.calendar import calendar_columns
 
 # The input columns the kernel reads; the job's rows carry them (plus anything passed through).
 ROW_NUMBER = "_row"  # 1-based position in the symbol's rows (Spark's row_number over the symbol)
@@ -143,7 +142,7 @@ def window_columns(table: pa.Table) -> dict[str, pa.Array]:
             total = np.log(close / _lagged(close, n, first, position))
             sum_squares = _moving_sum(squares, n, _SQUARE_BITS, first, position)
             variance = np.maximum((sum_squares - total * total / float(n)) / float(n - 1), 0.0)
-            volatility = np.sqrt(variance) * spec.ANNUALISATION
+            volatility = np.sqrt(variance) * rules.ANNUALISATION
             columns[f"rv_{n}"] = _nullable(np.where(row >= n + 1, volatility, np.nan))
         columns[schema.RSI] = _nullable(_rsi(delta, row, first, position))
         sentiment, observed = _sentiment(table, first, position)
@@ -174,18 +173,9 @@ def _sentiment(table: pa.Table, first: np.ndarray, position: np.ndarray) -> tupl
     seen = last >= first  # an observation in this symbol's rows so far
     last = np.where(seen, last, position)
     time_idx = table.column(schema.TIME_IDX).to_numpy(zero_copy_only=False)
-    carried = seen & (position - last <= spec.SENTIMENT_MAX_CARRY_ROWS)
-    decay = np.power(0.5, (time_idx - time_idx[last]).astype(np.float64) / spec.SENTIMENT_HALF_LIFE_DAYS)
+    carried = seen & (position - last <= rules.SENTIMENT_MAX_CARRY_ROWS)
+    decay = np.power(0.5, (time_idx - time_idx[last]).astype(np.float64) / rules.SENTIMENT_HALF_LIFE_DAYS)
     return np.where(observed, mean, np.where(carried, mean[last] * decay, 0.0)), observed
-
-
-def calendar_columns(dates: pa.Array) -> dict[str, pa.Array]:
-    """``day_of_week`` (0 = Monday), ``day_of_month`` and ``month`` of Arrow dates, as int64."""
-    return {
-        schema.DAY_OF_WEEK: pc.cast(pc.day_of_week(dates), pa.int64()),
-        schema.DAY_OF_MONTH: pc.cast(pc.day(dates), pa.int64()),
-        schema.MONTH: pc.cast(pc.month(dates), pa.int64()),
-    }
 
 
 def market_columns(time_idx: pa.Array, market: Mapping[str, np.ndarray]) -> dict[str, pa.Array]:
@@ -195,12 +185,12 @@ def market_columns(time_idx: pa.Array, market: Mapping[str, np.ndarray]) -> dict
 
 
 def curated_table(table: pa.Table, market: Mapping[str, np.ndarray], columns: Sequence[str]) -> pa.Table:
-    """Turn the job's ordered rows into curated rows: indicators, calendar, market, in ``columns``' order.
+    """Turn ordered rows into curated rows: indicators, calendar, market, in ``columns``' order.
 
     Args:
         table: As for :func:`window_columns`, plus ``date, open, high, low, volume``.
         market: Each ``mkt_*`` column as an array indexed by ``time_idx`` (NaN for null).
-        columns: The curated columns in order (:func:`tickercast.preprocess.spec.curated_columns`).
+        columns: The curated columns in order (:func:`tickercast.features.rules.curated_columns`).
 
     """
     computed = {
@@ -234,79 +224,3 @@ def whole_symbols(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
         waiting = table.slice(split)
     if waiting is not None and waiting.num_rows:
         yield waiting
-
-
-def _splitmix(values: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: a well-mixed 64-bit hash of each uint64 (in place)."""
-    values ^= values >> np.uint64(30)
-    values *= np.uint64(0xBF58476D1CE4E5B9)
-    values ^= values >> np.uint64(27)
-    values *= np.uint64(0x94D049BB133111EB)
-    values ^= values >> np.uint64(31)
-    return values
-
-
-_NULL_BITS = np.uint64(0x6E756C6C6E756C6C)  # "nullnull": what a null contributes
-
-
-def _column_bits(column: pa.ChunkedArray) -> np.ndarray:
-    """Each value of a column as 64 bits (strings hashed, nulls a constant), for :func:`row_hashes`."""
-    array = column.combine_chunks()
-    kind = array.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        encoded = pc.dictionary_encode(array)
-        digests = np.array(
-            [
-                int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-                for text in encoded.dictionary.to_pylist()
-            ],
-            dtype=np.uint64,
-        )
-        codes = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        values = digests[codes] if len(digests) else np.zeros(len(array), dtype=np.uint64)
-    else:
-        if pa.types.is_date32(kind):
-            array = pc.cast(array, pa.int32())
-        numbers = array.fill_null(0).to_numpy(zero_copy_only=False)
-        wide = np.float64 if pa.types.is_floating(kind) else np.int64
-        values = numbers.astype(wide).view(np.uint64)  # astype copies: safe to change below
-    if array.null_count:
-        values[~array.is_valid().to_numpy(zero_copy_only=False)] = _NULL_BITS
-    return values
-
-
-def row_hashes(table: pa.Table) -> np.ndarray:
-    """Hash each row's values, column by column in order, to 64 bits (uint64)."""
-    hashes = np.full(table.num_rows, np.uint64(0x7469636B65726361), dtype=np.uint64)  # "tickerca"
-    for position, column in enumerate(table.columns):
-        hashes ^= _column_bits(column) + np.uint64(position)
-        hashes = _splitmix(hashes)
-    return hashes
-
-
-def content_folds(table: pa.Table) -> dict[str, int]:
-    """Order-free folds of the row hashes: the same numbers whatever the rows' order or batches.
-
-    Returns:
-        ``rows``, ``xor`` (of the row hashes) and ``sum_hi``, ``sum_lo`` (sums of their upper and
-        lower 32 bits: no overflow below 2^32 rows), as Python ints, to be added up across tables.
-
-    """
-    hashes = row_hashes(table)
-    return {
-        "rows": table.num_rows,
-        "xor": int(np.bitwise_xor.reduce(hashes)) if len(hashes) else 0,
-        "sum_hi": int((hashes >> np.uint64(32)).sum(dtype=np.uint64)),
-        "sum_lo": int((hashes & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64)),
-    }
-
-
-def combine_folds(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    """Add up :func:`content_folds` of several tables (the xor folds by xor)."""
-    total = {"rows": 0, "xor": 0, "sum_hi": 0, "sum_lo": 0}
-    for part in parts:
-        total["rows"] += part["rows"]
-        total["xor"] ^= part["xor"]
-        total["sum_hi"] += part["sum_hi"]
-        total["sum_lo"] += part["sum_lo"]
-    return total

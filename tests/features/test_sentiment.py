@@ -5,9 +5,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tickercast.data import sentiment
-from tickercast.data.sentiment import get_scorer, register_scorer, score_headlines
 from tickercast.errors import UserError
+from tickercast.features import sentiment
+from tickercast.features.sentiment import get_scorer, register_scorer, score_headlines
 
 
 def test_vader_reads_tone_and_keeps_the_index() -> None:
@@ -48,7 +48,7 @@ def test_recent_scores_are_reused_within_a_bound(monkeypatch: pytest.MonkeyPatch
 
 def test_scorers_are_pluggable() -> None:
     assert get_scorer() is score_headlines
-    assert get_scorer("tickercast.data.sentiment:score_headlines") is score_headlines
+    assert get_scorer("tickercast.features.sentiment:score_headlines") is score_headlines
 
     def constant(headlines: pd.Series) -> pd.Series:
         return pd.Series(0.25, index=headlines.index)

@@ -5,7 +5,7 @@
 character at a time to find emojis. This module lowercases once, looks words up in sets and skips
 the emoji pass for ASCII text. Every rule, constant and lexicon comes from ``vaderSentiment``
 itself, and every floating-point operation happens in the same order, so the scores are identical
-to the last bit: ``tests/data/test_vader.py`` compares the two on the simulator's headlines,
+to the last bit: ``tests/features/test_vader.py`` compares the two on the simulator's headlines,
 VADER's own examples and a fuzzed corpus built to hit every rule. The one rare rule with
 order-dependent list surgery ("but") calls ``vaderSentiment``'s own code.
 """

@@ -1,7 +1,7 @@
-"""The rules of preprocessing that both implementations share (Spark job and single-node pandas).
+"""The rules of a curated feature: date patterns, feature constants, quarantine reasons, the columns.
 
-Kept free of Spark and pandas imports so that serving can use the pandas implementation without
-pulling in Spark. ``docs/preprocessing.md`` explains each rule for people.
+Free of Spark and pandas imports: the Spark job, :mod:`tickercast.features.curate` and serving all
+read them. ``docs/preprocessing.md`` explains each rule for people.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Headline sentiment: text -> a score in [-1, 1], pluggable, vectorised for Spark's Arrow UDFs.
 
 The default scorer is VADER's compound score (``vaderSentiment`` ships its lexicon, so nothing is
-downloaded), computed by :class:`tickercast.data.vader.CompoundScorer`: the same rules and lexicon,
+downloaded), computed by :class:`tickercast.features.vader.CompoundScorer`: the same rules and lexicon,
 identical scores, about three times faster.
 
 A scorer is any callable ``pandas.Series[str] -> pandas.Series[float]`` that keeps the input's
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickercast.data.vader import CompoundScorer
 from tickercast.errors import UserError
+from tickercast.features.vader import CompoundScorer
 
 Scorer = Callable[[pd.Series], pd.Series]
 

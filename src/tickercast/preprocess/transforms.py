@@ -1,11 +1,9 @@
 """Curated features as pure Spark transforms (DataFrame -> DataFrame, no I/O).
 
 Per-symbol rows are put together in date order by ``Window.partitionBy("symbol").orderBy("date")``
-and the indicators computed from them by :mod:`tickercast.preprocess.kernel` in the Python workers
-(``mapInArrow``); the trading calendar and the market-index table are small (one row per trading
-date) and are broadcast. The formulas are in ``docs/preprocessing.md``;
-:mod:`tickercast.preprocess.local_features` implements the same ones in pandas and the tests hold
-both to an independent reference.
+and the indicators and calendar columns computed from them by :mod:`tickercast.features` in the
+Python workers (``mapInArrow``); the trading calendar and the market-index table are small (one row
+per trading date) and are broadcast. The formulas are in ``docs/preprocessing.md``.
 """
 
 from __future__ import annotations
@@ -20,11 +18,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_type
 
 from tickercast import schema
-from tickercast.preprocess import kernel, spec, write
+from tickercast.features import calendar as exchange_calendar
+from tickercast.features import indicators, rules
+from tickercast.preprocess import write
 
 # The close of a symbol's previous valid row, where duplicate resolution already looked it up
 # (:func:`tickercast.preprocess.validate.resolve_duplicates`, ``previous=["close"]``).
-PREVIOUS_CLOSE = kernel.PREVIOUS_CLOSE
+PREVIOUS_CLOSE = indicators.PREVIOUS_CLOSE
 
 
 def _by_symbol():
@@ -33,7 +33,7 @@ def _by_symbol():
 
 
 def _score_batch(headlines: pa.Array) -> pa.Array:
-    from tickercast.data.sentiment import score_headline_array
+    from tickercast.features.sentiment import score_headline_array
 
     return score_headline_array(headlines)
 
@@ -231,7 +231,7 @@ def _numbered(rows: DataFrame) -> DataFrame:
     (the job's rows are: duplicate resolution partitioned and sorted them).
     """
     by_symbol = _by_symbol()
-    extra = {kernel.ROW_NUMBER: F.row_number().over(by_symbol)}
+    extra = {indicators.ROW_NUMBER: F.row_number().over(by_symbol)}
     if PREVIOUS_CLOSE not in rows.columns:
         extra[PREVIOUS_CLOSE] = F.lag(schema.CLOSE).over(by_symbol)
     return rows.withColumns(extra)
@@ -248,13 +248,13 @@ WINDOW_COLUMNS = (
     schema.NEWS_COUNT,
     schema.SENTIMENT_OBSERVED,
 )
-_CONSUMED = (kernel.ROW_NUMBER, PREVIOUS_CLOSE, kernel.SENTIMENT_MEAN, schema.NEWS_COUNT)
+_CONSUMED = (indicators.ROW_NUMBER, PREVIOUS_CLOSE, indicators.SENTIMENT_MEAN, schema.NEWS_COUNT)
 
 
 def _window_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Add :func:`kernel.window_columns` to whole symbols' rows (runs in the Python workers)."""
-    for table in kernel.whole_symbols(batches):
-        computed = kernel.window_columns(table)
+    """Add :func:`indicators.window_columns` to whole symbols' rows (runs in the Python workers)."""
+    for table in indicators.whole_symbols(batches):
+        computed = indicators.window_columns(table)
         out = table.drop_columns(list(_CONSUMED))
         for name in WINDOW_COLUMNS:
             out = out.append_column(name, computed[name])
@@ -304,16 +304,25 @@ def feature_rows(prices: DataFrame, calendar: DataFrame, sentiment: DataFrame) -
     return _numbered(rows)
 
 
+def _calendar_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Add the exchange calendar's columns of ``date`` to each batch (runs in the Python workers)."""
+    for batch in batches:
+        computed = exchange_calendar.calendar_columns(batch.column(schema.DATE))
+        kept = [name for name in batch.schema.names if name not in computed]
+        yield pa.RecordBatch.from_arrays(
+            [*(batch.column(name) for name in kept), *computed.values()], [*kept, *computed]
+        )
+
+
 def calendar_columns(frame: DataFrame) -> DataFrame:
-    """Add ``day_of_week`` (0 = Monday), ``day_of_month`` and ``month`` from ``date``."""
-    date = F.col(schema.DATE)
-    return frame.withColumns(
-        {
-            schema.DAY_OF_WEEK: F.weekday(date).cast("long"),
-            schema.DAY_OF_MONTH: F.dayofmonth(date).cast("long"),
-            schema.MONTH: F.month(date).cast("long"),
-        }
-    )
+    """Add ``day_of_week`` (0 = Monday), ``day_of_month`` and ``month`` of ``date`` (replacing any).
+
+    They are :func:`tickercast.features.calendar.calendar_columns`, computed in the Python workers.
+    """
+    fields = [f for f in frame.schema.fields if f.name not in schema.CALENDAR_COLUMNS]
+    kept = [f"`{f.name}` {f.dataType.simpleString()}" for f in fields]
+    added = [f"{name} bigint" for name in schema.CALENDAR_COLUMNS]
+    return frame.mapInArrow(_calendar_batches, ", ".join(kept + added))
 
 
 def market_table(indices: DataFrame, calendar: DataFrame, index_symbols: Sequence[str]) -> DataFrame:
@@ -341,7 +350,9 @@ def market_table(indices: DataFrame, calendar: DataFrame, index_symbols: Sequenc
         ["index_symbol", schema.DATE],
         "left",
     )
-    carried = F.last(schema.CLOSE, True).over(by_idx.rowsBetween(-spec.MARKET_FFILL_LIMIT, Window.currentRow))
+    carried = F.last(schema.CLOSE, True).over(
+        by_idx.rowsBetween(-rules.MARKET_FFILL_LIMIT, Window.currentRow)
+    )
     aligned = grid.withColumn("close_ff", carried).withColumn(
         "ret", F.ln(F.col("close_ff") / F.lag("close_ff").over(by_idx))
     )
@@ -361,5 +372,5 @@ def with_market(frame: DataFrame, market: DataFrame | None, index_symbols: Seque
     """Join the market table on ``time_idx`` and order the columns as the contract says."""
     if market is not None and index_symbols:
         frame = frame.join(F.broadcast(market), schema.TIME_IDX, "left")
-    columns = spec.curated_columns(list(index_symbols))
+    columns = rules.curated_columns(list(index_symbols))
     return frame.select(*columns)
