@@ -529,3 +529,52 @@ def resolve_duplicates(
     reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
     columns = [c for c in checked.columns if c not in (STATUS, REASON)]
     return ranked.select(*columns, *looked_back, reason.alias(REASON), status.alias(STATUS))
+
+
+# Per raw kind: the columns that identify a row, the values compared between rows sharing them,
+# and the columns of each symbol's previous valid row the features need (the previous close).
+DUPLICATE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    schema.RAW_PRICES: (
+        (schema.SYMBOL, schema.DATE),
+        (schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME),
+        (schema.CLOSE,),
+    ),
+    schema.RAW_INDICES: ((schema.SYMBOL, schema.DATE), (schema.CLOSE,), ()),
+    schema.RAW_NEWS: ((schema.SYMBOL, "published_at", "headline"), ("headline",), ()),
+    schema.RAW_SENTIMENT: ((schema.SYMBOL, schema.DATE), ("score",), ()),
+}
+
+
+def classify(rows: DataFrame, files: DataFrame, kind: str, today: dt.date, now: dt.datetime) -> DataFrame:
+    """Take one raw kind's rows through every step: parse, check, resolve duplicates.
+
+    Only rejected rows keep their text (``record``; a superseded row, a valid row that lost, is
+    written out from its values instead), and only a file rejected as a whole shows its header, so
+    the duplicate shuffle and any cache after it stay small.
+
+    Args:
+        rows: The rows as :func:`tickercast.preprocess.read.read_rows` returns them.
+        files: Its table of files.
+        kind: The raw kind.
+        today: Rows dated after this day are ``future date``.
+        now: News published after this instant is ``future date``.
+
+    Returns:
+        One row per data line with ``status`` and ``reason`` (see the module's docstring).
+
+    """
+    parsed = parse_rows(rows, files, kind)
+    checked = {
+        schema.RAW_PRICES: lambda: check_prices(parsed, today),
+        schema.RAW_INDICES: lambda: check_indices(parsed, today),
+        schema.RAW_NEWS: lambda: check_news(parsed, now),
+        schema.RAW_SENTIMENT: lambda: check_sentiment(parsed, today),
+    }[kind]()
+    checked = checked.withColumn("header", F.when(F.col(STATUS) == BAD_FILE, F.col("header")))
+    keys, values, previous = DUPLICATE_KEYS[kind]
+    resolved = resolve_duplicates(checked, keys, values, previous)
+    if set(values) <= set(keys):  # news: the values are part of the key, nothing is superseded
+        return resolved
+    # Every kind that can be superseded is keyed by (symbol, date).
+    rendered = row_text([schema.DATE, schema.SYMBOL, *values])
+    return resolved.withColumn(RECORD, F.when(F.col(STATUS) == SUPERSEDED, rendered).otherwise(F.col(RECORD)))
