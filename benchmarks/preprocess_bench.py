@@ -98,19 +98,19 @@ def run_spark(data: Path, master: str, driver_memory: str, partitions: int) -> d
         "written": result.counts["written"],
         "peak_rss_mib": rss / 1024,
         "worker_rss_mib": worker_rss,
-        "data_version": result.manifest["data_version"],
+        "data_version": result.manifest.data_version,
     }
 
 
 def run_scan(data: Path, master: str, driver_memory: str, partitions: int) -> dict:
     """Time Spark reading every raw CSV with the job's reader and nothing else: the job's floor."""
-    from tickercast.preprocess import io, job
+    from tickercast.preprocess import read
 
     _, spark, jvms = _start_spark(data, master, driver_memory, partitions)
-    inputs = io.list_inputs(data)
-    firsts = job._first_lines(spark, inputs)
+    inputs = read.list_inputs(data)
+    firsts = read.first_lines(spark, inputs)
     kinds = ("prices", "indices", "news", "sentiment")
-    frames = [job._read_rows(spark, inputs, kind, firsts)[0] for kind in kinds]
+    frames = [read.read_rows(spark, inputs, kind, firsts)[0] for kind in kinds]
     started = time.perf_counter()
     for frame in frames:  # every field parsed and materialised, then dropped
         frame.write.format("noop").mode("overwrite").save()

@@ -30,3 +30,12 @@ def test_publish_swaps_folders_and_removes_staging(tmp_path):
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert (tmp_path / "manifest.json").read_text() == "{}"
     assert not staging.exists()
+
+
+def test_swap_replaces_a_file_and_leaves_the_old_one_at_the_staged_path(tmp_path):
+    staged, target = tmp_path / "staged.json", tmp_path / "target.json"
+    staged.write_text("new")
+    target.write_text("old")
+    files.swap_into_place(staged, target)
+    assert target.read_text() == "new"
+    assert staged.read_text() == "old"

@@ -50,8 +50,8 @@ class SymbolSpan(_Part):
     rows: int
 
 
-class Counts(_Part):
-    """Input rows by outcome, and curated rows written."""
+class KindCounts(_Part):
+    """Input rows of one raw kind by outcome."""
 
     read: int = 0
     valid: int = 0
@@ -59,6 +59,11 @@ class Counts(_Part):
     bad: int = 0
     duplicates: int = 0
     superseded: int = 0
+
+
+class Counts(KindCounts):
+    """Input rows by outcome, and curated rows written."""
+
     written: int = 0
 
 
@@ -73,7 +78,7 @@ class CuratedManifest(_Part):
     data_version: str = Field(description="Content hash of the curated rows (order-free).")
     input_files: list[InputFileEntry] = Field(default_factory=list)
     counts: Counts = Field(default_factory=Counts)
-    counts_by_kind: dict[str, Counts] = Field(default_factory=dict)
+    counts_by_kind: dict[str, KindCounts] = Field(default_factory=dict)
     quarantine_reasons: dict[str, int] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     columns: list[str] = Field(default_factory=list)

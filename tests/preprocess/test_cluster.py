@@ -116,14 +116,14 @@ def test_spark_submit_on_a_standalone_cluster_matches_local_mode(
         "spark.executor.memory=512m",
         "--conf",
         "spark.sql.shuffle.partitions=2",
-        str(REPO / "src" / "tickercast" / "preprocess" / "job.py"),
+        str(REPO / "src" / "tickercast" / "preprocess" / "submit.py"),
         "--data",
         str(root),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=480)
     assert done.returncode == 0, done.stderr[-4000:]
     manifest = json.loads((root / "curated" / "manifest.json").read_text())
-    assert manifest["data_version"] == local_result.manifest["data_version"]
+    assert manifest["data_version"] == local_result.manifest.data_version
     curated = (
         pd.read_parquet(root / "curated" / "features").sort_values(["symbol", "date"]).reset_index(drop=True)
     )

@@ -15,8 +15,28 @@ from tests.preprocess.reference import assert_features_close, reference_features
 from tickercast import schema
 from tickercast.errors import UserError
 from tickercast.features.curate import curate
+from tickercast.preprocess.quarantine import COUNT_NAMES
 
 pytestmark = pytest.mark.spark
+
+MANIFEST_KEYS = {
+    "schema_version",
+    "feature_spec",
+    "run_id",
+    "created_at",
+    "mode",
+    "data_version",
+    "input_files",
+    "counts",
+    "counts_by_kind",
+    "quarantine_reasons",
+    "warnings",
+    "columns",
+    "index_symbols",
+    "calendar",
+    "symbols",
+    "max_bad_fraction",
+}
 
 
 def _run(root: Path, **kwargs):
@@ -48,7 +68,12 @@ def test_spark_job_and_one_machine_curation_agree(full_run, raw_data: RawData) -
 def test_manifest_describes_the_published_dataset(full_run, raw_data: RawData) -> None:
     result, curated, root = full_run
     manifest = json.loads((root / "curated" / "manifest.json").read_text())
-    assert manifest == result.manifest
+    assert manifest == result.manifest.as_json()
+    assert set(manifest) == MANIFEST_KEYS
+    assert set(manifest["counts"]) == {*COUNT_NAMES, "written"}
+    assert {kind: set(c) for kind, c in manifest["counts_by_kind"].items()} == {
+        kind: set(COUNT_NAMES) for kind in ("prices", "indices", "news")
+    }
     assert manifest["schema_version"] == schema.SCHEMA_VERSION
     assert len(manifest["data_version"]) == 16
     counts = manifest["counts"]
@@ -82,7 +107,7 @@ def test_manifest_describes_the_published_dataset(full_run, raw_data: RawData) -
 def test_rerun_on_the_same_inputs_is_idempotent(full_run, copy_root) -> None:
     first, curated, root = full_run
     again, settings = _run(copy_root(root))
-    assert again.manifest["data_version"] == first.manifest["data_version"]
+    assert again.manifest.data_version == first.manifest.data_version
     assert again.run_id != first.run_id
     pd.testing.assert_frame_equal(_curated(settings), curated)
 
@@ -102,8 +127,24 @@ def test_incremental_equals_full_and_features_never_see_the_future(
     write_raw(root, raw_data, part="late")
     late, settings = _run(root)
     assert late.mode == "incremental"
-    assert late.manifest["data_version"] == full.manifest["data_version"]
+    assert late.manifest.data_version == full.manifest.data_version
     pd.testing.assert_frame_equal(_curated(settings), curated, check_exact=True)
+
+
+def test_an_unreadable_previous_manifest_means_a_full_run(full_run, copy_root) -> None:
+    first, curated, source = full_run
+    root = copy_root(source)
+    garbage = b"\xff\xfe\x00 not a manifest \x9c"
+    (root / "curated" / "manifest.json").write_bytes(garbage)
+    again, settings = _run(root)
+    assert (again.mode, again.mode_reason) == ("full", "the previous manifest cannot be read")
+    assert again.manifest.data_version == first.manifest.data_version
+    pd.testing.assert_frame_equal(_curated(settings), curated, check_exact=True)
+
+    (root / "curated" / "manifest.json").write_bytes(garbage)
+    forced, _ = _run(root, full=True)
+    assert (forced.mode, forced.mode_reason) == ("full", "--full")
+    assert forced.manifest.data_version == first.manifest.data_version
 
 
 def test_too_many_bad_rows_publish_nothing(full_run, copy_root) -> None:

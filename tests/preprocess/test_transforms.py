@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tickercast.preprocess import io
-
 D = dt.date
 
 
@@ -190,29 +188,6 @@ def test_calendar_columns_are_the_exchange_calendars_computed_in_the_workers(spa
     ]
 
 
-def test_publish_swaps_in_place_and_keeps_nothing_of_the_old(tmp_path: Path) -> None:
-    target = tmp_path / "curated" / "features"
-    target.mkdir(parents=True)
-    (target / "old.parquet").write_text("old")
-    staging = io.staging_dir(tmp_path / "curated", "run1")
-    (staging / "features").mkdir(parents=True)
-    (staging / "features" / "new.parquet").write_text("new")
-    (staging / "manifest.json").write_text("{}")
-    io.publish(staging, {"features": target, "manifest.json": tmp_path / "curated" / "manifest.json"})
-    assert [p.name for p in target.iterdir()] == ["new.parquet"]
-    assert (tmp_path / "curated" / "manifest.json").read_text() == "{}"
-    assert not staging.exists()
-
-
-def test_swap_replaces_a_file_atomically(tmp_path: Path) -> None:
-    staged, target = tmp_path / "staged.json", tmp_path / "target.json"
-    staged.write_text("new")
-    target.write_text("old")
-    io.swap_into_place(staged, target)
-    assert target.read_text() == "new"
-    assert staged.read_text() == "old"
-
-
 def test_first_lines_skips_blank_lines_and_a_bom_and_survives_bad_bytes(tmp_path: Path) -> None:
     from tickercast.preprocess.validate import first_lines
 
@@ -225,14 +200,3 @@ def test_first_lines_skips_blank_lines_and_a_bom_and_survives_bad_bytes(tmp_path
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     assert first_lines(str(empty)) == []
-
-
-def test_hidden_raw_files_are_left_out_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    folder = tmp_path / "raw" / "prices"
-    folder.mkdir(parents=True)
-    for name in ("a.csv", "_draft.csv", ".partial.csv"):
-        (folder / name).write_text("Date,Symbol,Close\n")
-    assert [f.name for f in io.list_inputs(tmp_path)] == ["prices/a.csv"]
-    assert "_draft.csv" in caplog.text and ".partial.csv" in caplog.text

@@ -183,7 +183,7 @@ def reader_run(spark, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_quoted_line_breaks_follow_rfc_4180(reader_run) -> None:
-    from tickercast.features import rules as spec
+    from tickercast.features import rules
     from tickercast.features.sentiment import score_headlines
 
     result, root = reader_run
@@ -191,7 +191,7 @@ def test_quoted_line_breaks_follow_rfc_4180(reader_run) -> None:
     curated = pd.read_parquet(root / "curated" / "features").sort_values("date")
     assert [str(d) for d in curated["date"]] == ["2024-01-02", "2024-01-04", "2024-01-10", "2024-01-12"]
     quarantine = pd.read_parquet(root / "quarantine").sort_values("record")
-    spanning = quarantine[quarantine["reason"] == spec.REASON_SPANS_LINES]
+    spanning = quarantine[quarantine["reason"] == rules.REASON_SPANS_LINES]
     symbol_break, unclosed = spanning["record"].tolist()
     assert symbol_break.startswith("2024-01-03,GOOD\n,10")
     # The unclosed quote's record holds the lines it took: nothing is lost without a trace.
@@ -203,12 +203,12 @@ def test_quoted_line_breaks_follow_rfc_4180(reader_run) -> None:
 
 
 def test_lines_with_more_fields_than_their_header(reader_run) -> None:
-    from tickercast.features import rules as spec
+    from tickercast.features import rules
 
     _, root = reader_run
     quarantine = pd.read_parquet(root / "quarantine")
-    extra = quarantine[quarantine["reason"] != spec.REASON_SPANS_LINES]
-    reason = f"{spec.REASON_MALFORMED}: more fields than the header"
+    extra = quarantine[quarantine["reason"] != rules.REASON_SPANS_LINES]
+    reason = f"{rules.REASON_MALFORMED}: more fields than the header"
     assert sorted(zip(extra["source_file"], extra["record"], extra["reason"], strict=True)) == [
         ("prices/a.csv", "2024-01-15,GOOD,10,11,9,10.5,100,7", reason),
         ("prices/b.csv", "2024-01-11,GOOD,10,11,9,10.5,100,10.4,9", reason),

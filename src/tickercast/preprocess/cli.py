@@ -61,10 +61,10 @@ def print_summary(result: JobResult) -> None:
     manifest = result.manifest
     console.print(
         f"quarantine: {result.quarantine_dir}  manifest: {result.manifest_path}  "
-        f"data_version: {manifest['data_version']}",
+        f"data_version: {manifest.data_version}",
         highlight=False,
     )
-    n_symbols = len(manifest["symbols"])
+    n_symbols = len(manifest.symbols)
     summary(
         f"wrote {total['written']:,} rows for {n_symbols} symbol{'s' if n_symbols != 1 else ''} "
         f"to {result.features_dir} in {result.duration_s:.1f}s"

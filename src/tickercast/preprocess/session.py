@@ -97,17 +97,17 @@ def get_session(
 @contextmanager
 def sql_conf(session: SparkSession, options: dict[str, str]) -> Iterator[None]:
     """Set runtime SQL options on a session for the duration of a block, then restore them."""
-    previous = {key: session.conf.get(key, None) for key in options}
+    previous: dict[str, str | None] = {key: session.conf.get(key, None) for key in options}
     for key, value in options.items():
         session.conf.set(key, value)
     try:
         yield
     finally:
-        for key, value in previous.items():
-            if value is None:
+        for key, old in previous.items():
+            if old is None:
                 session.conf.unset(key)
             else:
-                session.conf.set(key, value)
+                session.conf.set(key, old)
 
 
 def job_conf(session: SparkSession) -> AbstractContextManager[None]:

@@ -51,7 +51,7 @@ def headline_scores(headlines: Column) -> Column:
         A double column: the compound score in [-1, 1].
 
     """
-    return F.arrow_udf(_score_batch, "double")(headlines)
+    return F.arrow_udf(_score_batch, "double")(headlines)  # type: ignore[call-overload]
 
 
 def trading_calendar(spark: SparkSession, dates: Iterable[dt.date]) -> DataFrame:
@@ -115,7 +115,7 @@ def calendar_lookups(spark: SparkSession, dates: Iterable[dt.date]) -> dict[str,
     ordered = sorted(set(dates))
     first, last = (ordered[0], ordered[-1]) if ordered else (None, None)
     days = []
-    if ordered:
+    if first is not None and last is not None:
         for offset in range((last - first).days + 1):
             day = first + dt.timedelta(days=offset)
             days.append((day, bisect.bisect_left(ordered, day)))

@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from tickercast import schema
-from tickercast.features import rules as spec
+from tickercast.features import rules
 
 N_FIELDS = 24  # the most columns a raw line may carry; the CSV reader drops any beyond
 # The reader's column for the raw text of a record whose field count is not the reader's width.
@@ -60,7 +60,7 @@ USED_COLUMNS = {
 }
 
 # Fields that may hold a line break (RFC 4180 allows one in a quoted field); in any other, a break
-# means a quote was never closed (``spec.REASON_SPANS_LINES``).
+# means a quote was never closed (``rules.REASON_SPANS_LINES``).
 MULTILINE_FIELDS = ("headline",)
 
 _INF = float("inf")
@@ -221,7 +221,7 @@ def _raw_date(name: str) -> Column:
     """Parse the calendar date as written: ISO date or yfinance timestamp (the offset is ignored)."""
     text = F.col(name)
     # The pattern fixes the shape (yyyy-MM-dd first); the cast then rejects days that do not exist.
-    return F.when(_matches(text, spec.DATE_PATTERN), F.substring(text, 1, 10).try_cast("date"))
+    return F.when(_matches(text, rules.DATE_PATTERN), F.substring(text, 1, 10).try_cast("date"))
 
 
 def _first(conditions: Sequence[tuple[Column, str]]) -> Column:
@@ -255,26 +255,26 @@ def _ohlcv_reason(
     o, h, lo, c, v = ohlcv
     return _reason_chain(
         [
-            (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
-            (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
-            (unparseable.isNotNull(), F.concat(F.lit(f"{spec.REASON_UNPARSEABLE_NUMBER}: "), unparseable)),
-            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
-            (non_positive.isNotNull(), F.concat(F.lit(f"{spec.REASON_NON_POSITIVE_PRICE}: "), non_positive)),
-            (h < lo, spec.REASON_HIGH_BELOW_LOW),
-            ((o < lo) | (o > h), spec.REASON_OPEN_OUTSIDE),
-            ((c < lo) | (c > h), spec.REASON_CLOSE_OUTSIDE),
-            (v < 0, spec.REASON_NEGATIVE_VOLUME),
-            (date > F.lit(today), spec.REASON_FUTURE_DATE),
+            (missing.isNotNull(), F.concat(F.lit(f"{rules.REASON_MISSING_FIELD}: "), missing)),
+            (date.isNull(), rules.REASON_UNPARSEABLE_DATE),
+            (unparseable.isNotNull(), F.concat(F.lit(f"{rules.REASON_UNPARSEABLE_NUMBER}: "), unparseable)),
+            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), rules.REASON_BAD_SYMBOL),
+            (non_positive.isNotNull(), F.concat(F.lit(f"{rules.REASON_NON_POSITIVE_PRICE}: "), non_positive)),
+            (h < lo, rules.REASON_HIGH_BELOW_LOW),
+            ((o < lo) | (o > h), rules.REASON_OPEN_OUTSIDE),
+            ((c < lo) | (c > h), rules.REASON_CLOSE_OUTSIDE),
+            (v < 0, rules.REASON_NEGATIVE_VOLUME),
+            (date > F.lit(today), rules.REASON_FUTURE_DATE),
         ]
     )
 
 
 def _file_level(reason: Column) -> Column:
     """Prepend the whole-file problems (missing columns, extra fields) to a row's own reason."""
-    missing = F.concat(F.lit(f"{spec.REASON_MISSING_COLUMNS}: "), F.array_join("missing_columns", ", "))
+    missing = F.concat(F.lit(f"{rules.REASON_MISSING_COLUMNS}: "), F.array_join("missing_columns", ", "))
     return (
         F.when(F.size("missing_columns") > 0, missing)
-        .when(F.col("extra_fields"), F.lit(f"{spec.REASON_MALFORMED}: more fields than the header"))
+        .when(F.col("extra_fields"), F.lit(f"{rules.REASON_MALFORMED}: more fields than the header"))
         .otherwise(reason)
     )
 
@@ -290,7 +290,7 @@ def _spanning_lines(reason: Column, one_line: Sequence[str]) -> Column:
     """
     breaks = [F.col(c).contains(mark) for c in one_line for mark in ("\n", "\r")]
     spans = functools.reduce(operator.or_, breaks)
-    return F.when(reason.isNotNull() & spans, F.lit(spec.REASON_SPANS_LINES)).otherwise(reason)
+    return F.when(reason.isNotNull() & spans, F.lit(rules.REASON_SPANS_LINES)).otherwise(reason)
 
 
 def _finish(frame: DataFrame, reason: Column, typed: dict[str, Column], kind: str) -> DataFrame:
@@ -400,7 +400,7 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
 
     """
     text = F.col("published_at")
-    instant = F.when(_matches(text, spec.TIMESTAMP_PATTERN), F.try_to_timestamp(text))
+    instant = F.when(_matches(text, rules.TIMESTAMP_PATTERN), F.try_to_timestamp(text))
     staged = parsed.withColumn("_stamp", instant)
     staged = staged.withColumn("_local", F.from_utc_timestamp("_stamp", schema.MARKET_TIMEZONE))
     # The New York date, plus one when the time of day is after the close: shifted so that the
@@ -414,10 +414,10 @@ def check_news(parsed: DataFrame, now: dt.datetime) -> DataFrame:
     now_utc = now.astimezone(dt.UTC).replace(tzinfo=None)
     reason = _reason_chain(
         [
-            (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
-            (stamp.isNull(), spec.REASON_UNPARSEABLE_DATE),
-            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
-            (stamp > F.lit(now_utc).cast("timestamp"), spec.REASON_FUTURE_DATE),
+            (missing.isNotNull(), F.concat(F.lit(f"{rules.REASON_MISSING_FIELD}: "), missing)),
+            (stamp.isNull(), rules.REASON_UNPARSEABLE_DATE),
+            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), rules.REASON_BAD_SYMBOL),
+            (stamp > F.lit(now_utc).cast("timestamp"), rules.REASON_FUTURE_DATE),
         ]
     )
     typed = {
@@ -445,12 +445,12 @@ def check_sentiment(parsed: DataFrame, today: dt.date) -> DataFrame:
     missing = _first([(F.col(n).isNull(), n) for n in schema.SENTIMENT_COLUMNS])
     reason = _reason_chain(
         [
-            (missing.isNotNull(), F.concat(F.lit(f"{spec.REASON_MISSING_FIELD}: "), missing)),
-            (date.isNull(), spec.REASON_UNPARSEABLE_DATE),
-            (score.isNull(), f"{spec.REASON_UNPARSEABLE_NUMBER}: sentiment"),
-            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), spec.REASON_BAD_SYMBOL),
-            (F.abs(score) > 1, spec.REASON_SENTIMENT_RANGE),
-            (date > F.lit(today), spec.REASON_FUTURE_DATE),
+            (missing.isNotNull(), F.concat(F.lit(f"{rules.REASON_MISSING_FIELD}: "), missing)),
+            (date.isNull(), rules.REASON_UNPARSEABLE_DATE),
+            (score.isNull(), f"{rules.REASON_UNPARSEABLE_NUMBER}: sentiment"),
+            (~_matches(F.col("Symbol"), schema.SYMBOL_PATTERN), rules.REASON_BAD_SYMBOL),
+            (F.abs(score) > 1, rules.REASON_SENTIMENT_RANGE),
+            (date > F.lit(today), rules.REASON_FUTURE_DATE),
         ]
     )
     typed = {schema.SYMBOL: F.col("Symbol"), schema.DATE: date, "score": score}
@@ -526,6 +526,55 @@ def resolve_duplicates(
     ranked = ranked.withColumns(winner | looked_back)
     keep = (F.col(STATUS) != VALID) | F.col("_first")
     status = F.when(keep, F.col(STATUS)).when(same, F.lit(DUPLICATE)).otherwise(F.lit(SUPERSEDED))
-    reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(spec.REASON_SUPERSEDED))
+    reason = F.when(keep | same, F.col(REASON)).otherwise(F.lit(rules.REASON_SUPERSEDED))
     columns = [c for c in checked.columns if c not in (STATUS, REASON)]
     return ranked.select(*columns, *looked_back, reason.alias(REASON), status.alias(STATUS))
+
+
+# Per raw kind: the columns that identify a row, the values compared between rows sharing them,
+# and the columns of each symbol's previous valid row the features need (the previous close).
+DUPLICATE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    schema.RAW_PRICES: (
+        (schema.SYMBOL, schema.DATE),
+        (schema.OPEN, schema.HIGH, schema.LOW, schema.CLOSE, schema.VOLUME),
+        (schema.CLOSE,),
+    ),
+    schema.RAW_INDICES: ((schema.SYMBOL, schema.DATE), (schema.CLOSE,), ()),
+    schema.RAW_NEWS: ((schema.SYMBOL, "published_at", "headline"), ("headline",), ()),
+    schema.RAW_SENTIMENT: ((schema.SYMBOL, schema.DATE), ("score",), ()),
+}
+
+
+def classify(rows: DataFrame, files: DataFrame, kind: str, today: dt.date, now: dt.datetime) -> DataFrame:
+    """Take one raw kind's rows through every step: parse, check, resolve duplicates.
+
+    Only rejected rows keep their text (``record``; a superseded row, a valid row that lost, is
+    written out from its values instead), and only a file rejected as a whole shows its header, so
+    the duplicate shuffle and any cache after it stay small.
+
+    Args:
+        rows: The rows as :func:`tickercast.preprocess.read.read_rows` returns them.
+        files: Its table of files.
+        kind: The raw kind.
+        today: Rows dated after this day are ``future date``.
+        now: News published after this instant is ``future date``.
+
+    Returns:
+        One row per data line with ``status`` and ``reason`` (see the module's docstring).
+
+    """
+    parsed = parse_rows(rows, files, kind)
+    checked = {
+        schema.RAW_PRICES: lambda: check_prices(parsed, today),
+        schema.RAW_INDICES: lambda: check_indices(parsed, today),
+        schema.RAW_NEWS: lambda: check_news(parsed, now),
+        schema.RAW_SENTIMENT: lambda: check_sentiment(parsed, today),
+    }[kind]()
+    checked = checked.withColumn("header", F.when(F.col(STATUS) == BAD_FILE, F.col("header")))
+    keys, values, previous = DUPLICATE_KEYS[kind]
+    resolved = resolve_duplicates(checked, keys, values, previous)
+    if set(values) <= set(keys):  # news: the values are part of the key, nothing is superseded
+        return resolved
+    # Every kind that can be superseded is keyed by (symbol, date).
+    rendered = row_text([schema.DATE, schema.SYMBOL, *values])
+    return resolved.withColumn(RECORD, F.when(F.col(STATUS) == SUPERSEDED, rendered).otherwise(F.col(RECORD)))

@@ -91,6 +91,7 @@ def _partition_writer(out: str, target: pa.Schema, market: dict[str, np.ndarray]
         from pyspark import TaskContext
 
         context = TaskContext.get()
+        assert context is not None, "runs inside a Spark task"
         name = f"part-{context.partitionId():05d}.parquet"
         temporary = os.path.join(out, f".{name}.{context.taskAttemptId()}{_TEMPORARY_SUFFIX}")
         yield write_partition(batches, os.path.join(out, name), temporary, target, market, compute)
