@@ -23,29 +23,8 @@ def compute_features(
     indices: pd.DataFrame | None = None,
     sentiment: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Compute the curated feature rows from raw prices, market indices and news or sentiment.
-
-    Args:
-        prices: Raw prices, columns ``Date, Symbol, Open, High, Low, Close, Volume`` (extra columns
-            are ignored). ``Date`` is an ISO date or a yfinance timestamp with offset (the date as
-            written is used), or already a datetime/date column.
-        indices: Raw market indices, columns ``Date, Symbol, Close``; each index symbol adds
-            ``mkt_<name>_close`` and ``mkt_<name>_ret``. ``None`` adds no market columns.
-        sentiment: Either raw news (``published_at, Symbol, headline``; headlines are scored with
-            :func:`tickercast.features.sentiment.score_headlines`), or raw sentiment scores
-            (``Date, Symbol, sentiment`` in [-1, 1]), or one frame with both sets of columns where
-            each row is one or the other. ``None`` means no news: the sentiment columns are 0 and
-            unobserved.
-
-    Returns:
-        One row per (symbol, trading date), sorted by symbol then date, with exactly the columns of
-        :func:`tickercast.features.rules.curated_columns`. ``date`` holds ``datetime.date`` objects
-        (what pandas reads back from the curated Parquet); integer columns are int64, the rest
-        float64.
-
-    Raises:
-        ValueError: A required column is missing, or a row has an unparseable or impossible value.
-
+    """Compute the curated feature rows in pandas: the same inputs, output and errors as
+    :func:`tickercast.features.curate.curate`, which the product runs.
     """
     px = clean_prices(prices)
     calendar = np.sort(px[schema.DATE].unique())
