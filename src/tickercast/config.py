@@ -65,6 +65,7 @@ class ModelParams(_Section):
     gradient_clip_val: float = Field(0.1, ge=0, description="Gradient norm clip")
     max_encoder_length: PositiveInt = Field(30, description="Trading days of history the model sees")
     batch_size: PositiveInt = Field(64, description="Samples per batch on each process")
+    horizon: int = Field(5, ge=1, le=20, description="Trading days ahead the model forecasts (1 to 20)")
 
 
 class TrainSettings(_Section):

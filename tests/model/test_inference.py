@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tickercast.model.bundle import ModelBundle
-from tickercast.model.inference import InsufficientHistoryError
+from tickercast.model.inference import InsufficientHistoryError, walk_forward
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,49 @@ def test_backtest_importance_is_a_share_per_group(bundle: ModelBundle, curated: 
     assert importance is not None
     for group in ("encoder", "decoder", "static"):
         assert sum(importance[group].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_paths_cover_every_horizon_and_widen_with_it(bundle: ModelBundle, curated: pd.DataFrame) -> None:
+    paths = bundle.predict_paths(curated)
+    horizon = bundle.horizon
+    assert horizon == 5
+    assert all(h == list(range(1, horizon + 1)) for h in paths.groupby("symbol")["horizon"].apply(list))
+    assert (paths["p10"] <= paths["p50"]).all() and (paths["p50"] <= paths["p90"]).all()
+    width = (paths["q90"] - paths["q10"]).to_numpy().reshape(3, horizon)
+    assert (np.diff(width, axis=1) >= -1e-12).all()
+    first = paths[paths["horizon"] == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first[bundle.predict(curated).columns], bundle.predict(curated))
+    assert paths["forecast_for"].astype(str).tolist()[:5] == [
+        "2025-01-02",
+        "2025-01-03",
+        "2025-01-06",
+        "2025-01-07",
+        "2025-01-08",
+    ]
+
+
+def test_walk_forward_reads_nothing_after_its_origin(bundle: ModelBundle, curated: pd.DataFrame) -> None:
+    dates = sorted(curated["date"].unique())
+    origins = dates[-30:-5:5]
+    records = walk_forward(bundle, curated, origins)
+    assert set(records["model"]) == {"tft"} and set(records["origin"]) == set(origins)
+    assert len(records) == len(origins) * 3 * bundle.horizon
+    # The realised return from the origin's close to the forecast day's close.
+    close = curated.set_index(["symbol", "date"])["close"]
+    row = records.iloc[7]
+    expected = np.log(close[(row.symbol, row.forecast_for)] / close[(row.symbol, row.origin)])
+    assert row.actual == pytest.approx(expected)
+    assert row.last_close == close[(row.symbol, row.origin)]
+    # Rows after an origin change only its outcomes, never its forecast.
+    cut = origins[2]
+    changed = curated.copy()
+    later = changed["date"] > cut
+    for col in ("open", "high", "low", "close", "ma_20", "rv_20", "sentiment"):
+        changed.loc[later, col] = changed.loc[later, col] * 1.5
+    again = walk_forward(bundle, changed, origins)
+    upto = records["origin"] <= cut
+    forecast = ["symbol", "origin", "horizon", "q10", "q50", "q90", "vol", "last_close"]
+    pd.testing.assert_frame_equal(records.loc[upto, forecast], again.loc[upto.to_numpy(), forecast])
+    assert not np.allclose(records.loc[~upto, "q50"], again.loc[~upto.to_numpy(), "q50"])
+    with pytest.raises(ValueError, match="1 to 5 days ahead"):
+        walk_forward(bundle, curated, origins, horizon=6)

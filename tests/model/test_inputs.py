@@ -54,7 +54,7 @@ def test_the_decoder_row_carries_the_next_trading_days_calendar(curated: pd.Data
     spec = inputs.FeatureSpec.from_columns(list(curated.columns))
     frame = inputs.model_frame(curated, spec)
     parameters = TimeSeriesDataSet(
-        frame, **inputs.dataset_kwargs(spec, ModelParams(max_encoder_length=10))
+        frame, **inputs.dataset_kwargs(spec, ModelParams(max_encoder_length=10, horizon=1))
     ).get_parameters()
     # One symbol ends on Christmas Eve (Tuesday): the next trading day is Thursday 2024-12-26.
     first = sorted(frame["symbol"].unique())[0]
@@ -77,3 +77,26 @@ def test_the_decoder_row_carries_the_next_trading_days_calendar(curated: pd.Data
     (x, _), (y, _) = (next(iter(d.to_dataloader(train=False, batch_size=8))) for d in (dataset, expected))
     for key in ("encoder_cont", "decoder_cont", "decoder_time_idx"):
         assert torch.equal(x[key], y[key]), key
+
+
+def test_every_horizon_gets_a_decoder_row_on_the_exchange_calendar(curated: pd.DataFrame) -> None:
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    from tickercast.config import ModelParams
+
+    spec = inputs.FeatureSpec.from_columns(list(curated.columns))
+    frame = inputs.model_frame(curated, spec)
+    parameters = TimeSeriesDataSet(
+        frame, **inputs.dataset_kwargs(spec, ModelParams(max_encoder_length=10, horizon=3))
+    ).get_parameters()
+    assert inputs.horizon_of(parameters) == 3
+    first = sorted(frame["symbol"].unique())[0]
+    ends = frame[(frame["symbol"] != first) | (frame["date"] <= "2024-12-24")]
+    dataset, info = inputs.prediction_dataset(parameters, ends, 10)
+    mine = info[info["symbol"] == first]
+    # Christmas Day and the weekend are skipped; the path starts after the origin.
+    assert mine["forecast_for"].astype(str).tolist() == ["2024-12-26", "2024-12-27", "2024-12-30"]
+    assert mine["horizon"].tolist() == [1, 2, 3]
+    assert (mine["as_of"].astype(str) == "2024-12-24").all()
+    x, _ = next(iter(dataset.to_dataloader(train=False, batch_size=8)))
+    assert x["decoder_cont"].shape[1] == 3 and len(dataset) == frame["symbol"].nunique()

@@ -8,7 +8,9 @@ bundle whose files are missing or changed):
   ``TimeSeriesDataSet`` parameters with the fitted normalisers and encoders. Fitted scikit-style
   objects can only be stored by pickle, so the file's hash is checked *before* it is unpickled;
 - ``hyperparameters.json``, ``features.json``, ``metadata.json``: readable copies of what the model
-  is, what it reads, and where it came from.
+  is, what it reads, and where it came from;
+- ``calibration.json`` (optional): the conformal layer and skill shrinkage fitted on the model's
+  walk-forward residuals (:mod:`tickercast.model.calibration`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ NETWORK = "network.pkl"
 HYPERPARAMETERS = "hyperparameters.json"
 FEATURES = "features.json"
 METADATA = "metadata.json"
+CALIBRATION = "calibration.json"
 REQUIRED_FILES = (WEIGHTS, NETWORK, HYPERPARAMETERS, FEATURES, METADATA)
 
 
@@ -61,6 +64,11 @@ class ModelBundle:
     def max_encoder_length(self) -> int:
         """Rows of model history each forecast reads."""
         return int(self.dataset_parameters["max_encoder_length"])
+
+    @property
+    def horizon(self) -> int:
+        """Trading days ahead the model forecasts (1 for bundles from before several horizons)."""
+        return inputs.horizon_of(self.dataset_parameters)
 
     @property
     def quantiles(self) -> tuple[float, ...]:
@@ -117,7 +125,7 @@ class ModelBundle:
                 "unknown_reals": list(spec.unknown_reals),
                 "static_categoricals": [schema.SYMBOL],
             }
-            meta = {
+            meta: dict[str, Any] = {
                 "run_id": None,
                 "model_version": None,
                 "trained_at": None,
@@ -127,6 +135,7 @@ class ModelBundle:
                 "features": spec.features,
                 "max_encoder_length": encoder_length,
                 "min_history_rows": encoder_length + inputs.VOLUME_WINDOW - 1,
+                "horizon": inputs.horizon_of(dataset_parameters),
                 "quantiles": quantiles,
                 "format": BUNDLE_FORMAT,
                 "format_version": BUNDLE_FORMAT_VERSION,
@@ -199,6 +208,10 @@ class ModelBundle:
         )
 
     # --- Using the model ------------------------------------------------------------------------
+
+    def predict_paths(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Forecast every horizon for every symbol in ``frame`` (see :func:`inference.predict_paths`)."""
+        return inference.predict_paths(self, frame)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Forecast the next trading day for every symbol in ``frame`` (see :func:`inference.predict`)."""

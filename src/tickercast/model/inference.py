@@ -1,11 +1,20 @@
-"""Inference over a loaded bundle: next-day forecasts, their explanations and backtests.
+"""Inference over a loaded bundle: forecast paths, their explanations and walk-forward records.
 
-:class:`tickercast.model.bundle.ModelBundle` exposes these as its ``predict``, ``explain`` and
-``backtest`` methods; serving, the pyfunc flavour and evaluation call them there.
+The TFT forecasts the daily log return of each of the ``horizon`` trading days after an origin,
+each with its quantiles. The return from the origin to day ``h`` is their sum: its median is taken
+as the sum of the daily medians and its lower and upper half-widths as the daily half-widths added
+in quadrature (daily returns are close to uncorrelated). That makes a band per horizon that widens
+like a random walk's; :mod:`tickercast.model.calibration` then rescales it on walk-forward
+residuals so that it keeps its nominal coverage.
+
+:class:`tickercast.model.bundle.ModelBundle` exposes ``predict``, ``predict_paths``, ``explain`` and
+``backtest``; serving, the pyfunc flavour, evaluation and the backtest call them there.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,13 +42,15 @@ def forecast_dataset(
 
     Args:
         network: The TFT (any device; put in eval mode here).
-        dataset: Samples to forecast (one decoder step each).
+        dataset: Samples to forecast (one or more decoder steps each).
         interpret: Also return per-sample variable importances and attention.
 
     Returns:
-        A frame with ``symbol``, ``time_idx`` (the target step) and one column per quantile
-        (``q10``, ``q50``, ``q90``: log returns), in the dataset's order; and, when ``interpret``,
-        arrays ``static``, ``encoder``, ``decoder`` (importances) and ``attention``.
+        A frame with one row per sample and decoder step: ``sample`` (the sample's position),
+        ``symbol``, ``time_idx`` (the step's target), ``step`` (1 for the first day after the
+        origin) and one column per quantile (``q10``, ``q50``, ``q90``: that day's log return), in
+        the dataset's order; and, when ``interpret``, per-sample arrays ``static``, ``encoder``,
+        ``decoder`` (importances) and ``attention``.
 
     """
     import torch
@@ -49,26 +60,54 @@ def forecast_dataset(
     frames: list[pd.DataFrame] = []
     parts: dict[str, list[np.ndarray]] = {"static": [], "encoder": [], "decoder": [], "attention": []}
     loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
+    seen = 0
     with torch.no_grad():
         for x, _ in loader:
             out = network(x)
-            pred = out["prediction"][:, 0, :].cpu().numpy()
+            pred = out["prediction"].cpu().numpy()  # (samples, steps, quantiles)
             index = dataset.x_to_index(x)
-            frame = pd.DataFrame({schema.SYMBOL: index[schema.SYMBOL].astype(str).to_numpy()})
-            frame[schema.TIME_IDX] = index[schema.TIME_IDX].to_numpy()
+            lengths = x["decoder_lengths"].cpu().numpy()
+            n_samples, n_steps = pred.shape[0], pred.shape[1]
+            sample, step = np.divmod(np.arange(n_samples * n_steps), n_steps)
+            keep = step < lengths[sample]
+            sample, step = sample[keep], step[keep]
+            frame = pd.DataFrame(
+                {
+                    "sample": seen + sample,
+                    schema.SYMBOL: index[schema.SYMBOL].astype(str).to_numpy()[sample],
+                    schema.TIME_IDX: index[schema.TIME_IDX].to_numpy()[sample] + step,
+                    "step": step + 1,
+                }
+            )
             for i, q in enumerate(quantiles):
-                frame[quantile_column(q)] = pred[:, i]
+                frame[quantile_column(q)] = pred[sample, step, i]
             frames.append(frame)
+            seen += n_samples
             if interpret:
                 interpretation = network.interpret_output(out, reduction="none")
                 parts["static"].append(interpretation["static_variables"].cpu().numpy())
                 parts["encoder"].append(interpretation["encoder_variables"].cpu().numpy())
                 parts["decoder"].append(interpretation["decoder_variables"].cpu().numpy())
                 parts["attention"].append(interpretation["attention"].cpu().numpy())
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    result = _longest_per_origin(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
     if not interpret:
         return result, None
     return result, {k: np.concatenate(v) if v else np.empty((0, 0)) for k, v in parts.items()}
+
+
+def _longest_per_origin(steps: pd.DataFrame) -> pd.DataFrame:
+    """Keep one sample per symbol and first forecast day: the one that forecasts the most days.
+
+    Near the end of a series the dataset also holds shorter decoders starting on the same day (they
+    train the first days on the last dates); their common days forecast the same numbers.
+    """
+    first = steps[steps["step"] == 1][["sample", schema.SYMBOL, schema.TIME_IDX]]
+    length = steps.groupby("sample")["step"].max()
+    first = first.assign(length=first["sample"].map(length))
+    best = first.sort_values("length", kind="stable").drop_duplicates(
+        [schema.SYMBOL, schema.TIME_IDX], keep="last"
+    )
+    return steps[steps["sample"].isin(best["sample"])].reset_index(drop=True)
 
 
 def quantile_column(q: float) -> str:
@@ -114,13 +153,62 @@ def prediction_inputs(bundle: ModelBundle, frame: pd.DataFrame) -> tuple[TimeSer
     return inputs.prediction_dataset(bundle.dataset_parameters, rows, bundle.max_encoder_length)
 
 
-def predict(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
-    """Forecast the next trading day's close for every symbol in ``frame``, in one batched pass.
+def cumulative_quantiles(steps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Turn daily-return quantiles into quantiles of the return from the origin to each step.
+
+    Args:
+        steps: One row per forecast and ``step`` with ``q10, q50, q90`` of that day's log return,
+            steps of a forecast in order.
+        keys: The columns that identify a forecast (``sample`` or ``symbol``).
+
+    Returns:
+        The same rows with ``q10, q50, q90`` replaced: the median summed over the steps so far, the
+        lower and upper half-widths added in quadrature.
+
+    """
+    out = steps.sort_values([*keys, "step"], kind="stable").reset_index(drop=True)
+    grouped = out.groupby(keys, sort=False)
+    median = grouped["q50"].cumsum()
+    below = (out["q50"] - out["q10"]).clip(lower=0.0) ** 2
+    above = (out["q90"] - out["q50"]).clip(lower=0.0) ** 2
+    out["q10"] = median - np.sqrt(below.groupby([out[k] for k in keys], sort=False).cumsum())
+    out["q90"] = median + np.sqrt(above.groupby([out[k] for k in keys], sort=False).cumsum())
+    out["q50"] = median
+    return out
+
+
+def predict_paths(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
+    """Forecast each of the model's ``horizon`` trading days after every symbol's last row.
 
     Args:
         bundle: The loaded model.
         frame: Curated rows (one or many symbols, any order); each symbol needs at least
             ``metadata["min_history_rows"]`` rows outside the indicator warm-up.
+
+    Returns:
+        One row per symbol and horizon: ``symbol, as_of, horizon, forecast_for, last_close, vol``,
+        ``q10, q50, q90`` (log return from the origin) and ``p10, p50, p90`` (prices).
+
+    Raises:
+        InsufficientHistoryError: A symbol has too little history.
+
+    """
+    dataset, info = prediction_inputs(bundle, frame)
+    steps, _ = forecast_dataset(bundle.network, dataset)
+    paths = cumulative_quantiles(steps, ["sample"]).rename(columns={"step": "horizon"})
+    paths = paths.drop(columns=["sample", schema.TIME_IDX])
+    merged = info.merge(paths, on=[schema.SYMBOL, "horizon"], how="left")
+    for q in bundle.quantiles:
+        merged[price_column(q)] = merged["last_close"] * np.exp(merged[quantile_column(q)])
+    return merged.sort_values([schema.SYMBOL, "horizon"]).reset_index(drop=True)
+
+
+def predict(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
+    """Forecast the next trading day's close for every symbol in ``frame``, in one batched pass.
+
+    Args:
+        bundle: The loaded model.
+        frame: Curated rows, as for :func:`predict_paths`.
 
     Returns:
         One row per symbol: ``symbol, as_of, forecast_for, last_close, p10, p50, p90`` (prices).
@@ -129,13 +217,16 @@ def predict(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
         InsufficientHistoryError: A symbol has too little history.
 
     """
-    dataset, info = prediction_inputs(bundle, frame)
-    quantiles, _ = forecast_dataset(bundle.network, dataset)
-    merged = info.merge(quantiles.drop(columns=[schema.TIME_IDX]), on=schema.SYMBOL, how="left")
-    out = merged[[schema.SYMBOL, "as_of", "forecast_for", "last_close"]].copy()
-    for q in bundle.quantiles:
-        out[price_column(q)] = merged["last_close"] * np.exp(merged[quantile_column(q)])
-    return out.reset_index(drop=True)
+    paths = predict_paths(bundle, frame)
+    first = paths[paths["horizon"] == 1]
+    columns = [
+        schema.SYMBOL,
+        "as_of",
+        "forecast_for",
+        "last_close",
+        *(price_column(q) for q in bundle.quantiles),
+    ]
+    return first[columns].reset_index(drop=True)
 
 
 def explain(bundle: ModelBundle, frame: pd.DataFrame) -> dict[str, dict]:
@@ -151,11 +242,12 @@ def explain(bundle: ModelBundle, frame: pd.DataFrame) -> dict[str, dict]:
 
     """
     dataset, _ = prediction_inputs(bundle, frame)
-    quantiles, parts = forecast_dataset(bundle.network, dataset, interpret=True)
+    steps, parts = forecast_dataset(bundle.network, dataset, interpret=True)
     assert parts is not None
     network = bundle.network
     result: dict[str, dict] = {}
-    for i, symbol in enumerate(quantiles[schema.SYMBOL]):
+    samples = steps[steps["step"] == 1]
+    for i, symbol in zip(samples["sample"], samples[schema.SYMBOL], strict=True):
         attention = np.nan_to_num(parts["attention"][i][: bundle.max_encoder_length], nan=0.0)
         result[symbol] = {
             "encoder_importance": _shares(parts["encoder"][i], list(network.encoder_variables)),
@@ -191,7 +283,8 @@ def backtest(
     dataset = TimeSeriesDataSet.from_parameters(
         bundle.dataset_parameters, rows, min_prediction_idx=int(start_idx), stop_randomization=True
     )
-    quantiles, parts = forecast_dataset(bundle.network, dataset, interpret=interpret)
+    steps, parts = forecast_dataset(bundle.network, dataset, interpret=interpret)
+    quantiles = steps[steps["step"] == 1]
     lookup = rows[
         [schema.SYMBOL, schema.TIME_IDX, schema.DATE, inputs.PREV_DATE, inputs.PREV_CLOSE, schema.CLOSE]
     ]
@@ -216,3 +309,75 @@ def backtest(
             "static": _shares(np.nanmean(parts["static"], axis=0), list(network.static_variables)),
         }
     return out.sort_values([schema.SYMBOL, schema.DATE]).reset_index(drop=True), importance
+
+
+def walk_forward(
+    bundle: ModelBundle, curated: pd.DataFrame, origins: Sequence[dt.date], horizon: int | None = None
+) -> pd.DataFrame:
+    """Forecast from each origin date, reading only rows dated on or before it, in one batched pass.
+
+    Args:
+        bundle: The loaded model.
+        curated: Curated rows of all symbols (rows after an origin give the actual outcomes only).
+        origins: The origin dates; a symbol is forecast from an origin where it has a row that day
+            and the encoder's history before it.
+        horizon: Days ahead to keep (at most the model's horizon; ``None`` = the model's).
+
+    Returns:
+        The path-record frame: ``model`` (``tft``), ``symbol, origin, horizon, forecast_for,
+        last_close, q10, q50, q90`` (log return from the origin), ``vol`` (daily volatility at the
+        origin) and ``actual`` (the realised log return; NaN where the data ends first).
+
+    Raises:
+        ValueError: ``horizon`` is above the model's.
+
+    """
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    model_horizon = inputs.horizon_of(bundle.dataset_parameters)
+    horizon = model_horizon if horizon is None else int(horizon)
+    if not 1 <= horizon <= model_horizon:
+        raise ValueError(f"the model forecasts 1 to {model_horizon} days ahead; {horizon} was asked")
+    rows = inputs.model_frame(curated, bundle.spec)
+    wanted = pd.to_datetime(pd.Series(sorted(set(origins)))).astype("datetime64[ns]")
+    columns = [schema.SYMBOL, "origin", "horizon", "forecast_for", "last_close", "q10", "q50", "q90", "vol"]
+    at_origin = rows[rows[schema.DATE].isin(wanted)]
+    if at_origin.empty:
+        return pd.DataFrame(columns=["model", *columns, "actual"])
+    dataset = TimeSeriesDataSet.from_parameters(
+        bundle.dataset_parameters,
+        rows,
+        min_prediction_idx=int(at_origin[schema.TIME_IDX].min()) + 1,
+        stop_randomization=True,
+    )
+    steps, _ = forecast_dataset(bundle.network, dataset)
+    # A sample's origin is the row before its first decoder step.
+    first = steps.loc[steps["step"] == 1, ["sample", schema.TIME_IDX]]
+    origin_idx = dict(zip(first["sample"], first[schema.TIME_IDX] - 1, strict=True))
+    steps["origin_idx"] = steps["sample"].map(origin_idx)
+    keys = at_origin[[schema.SYMBOL, schema.TIME_IDX, schema.DATE, schema.CLOSE, inputs.VOL_COLUMN]]
+    steps = steps.merge(
+        keys.rename(
+            columns={
+                schema.TIME_IDX: "origin_idx",
+                schema.DATE: "origin",
+                schema.CLOSE: "last_close",
+                inputs.VOL_COLUMN: "vol",
+            }
+        ),
+        on=[schema.SYMBOL, "origin_idx"],
+        how="inner",
+    )
+    steps = steps[steps["step"] <= horizon]
+    paths = cumulative_quantiles(steps, ["sample"]).rename(columns={"step": "horizon"})
+    targets = rows[[schema.SYMBOL, schema.TIME_IDX, schema.DATE, schema.CLOSE]].rename(
+        columns={schema.DATE: "forecast_for", schema.CLOSE: "actual_close"}
+    )
+    paths = paths.merge(targets, on=[schema.SYMBOL, schema.TIME_IDX], how="left")
+    paths["actual"] = np.log(paths["actual_close"] / paths["last_close"])
+    paths["vol"] = paths["vol"] / np.sqrt(252.0)
+    paths["origin"] = paths["origin"].dt.date
+    paths["forecast_for"] = paths["forecast_for"].dt.date
+    paths["model"] = "tft"
+    out = paths[["model", *columns, "actual"]]
+    return out.sort_values([schema.SYMBOL, "origin", "horizon"]).reset_index(drop=True)

@@ -7,9 +7,10 @@ construction, the features it is served with.
 
 Choices (``docs/training.md`` explains them):
 
-- **Target**: the next trading day's log return ``ln(close_{t+1} / close_t)``. It is scale-free, so
-  one model serves tickers priced at $20 and at $2,000; prices come back as
-  ``close_t * exp(q)`` for each predicted quantile ``q`` (exact for quantiles: ``exp`` is monotone).
+- **Target**: each trading day's log return ``ln(close_{t+k} / close_{t+k-1})``, forecast for
+  ``k = 1..horizon`` days after the origin ``t`` (the decoder's steps). It is scale-free, so one
+  model serves tickers priced at $20 and at $2,000; prices come back as ``close_t * exp(q)`` for
+  each quantile ``q`` of the return from the origin (exact for quantiles: ``exp`` is monotone).
 - **Known inputs**: calendar features and the time index relative to the forecast origin.
 - **Features** are scale-free too: price levels enter only as log gaps (``ln(close / ma_n)``,
   ``ln(high / low)``, ``ln(close / open)``), volume as its log distance from its own 20-row mean.
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tickercast import schema
-from tickercast.features.calendar import add_calendar_columns, next_trading_day
+from tickercast.features.calendar import add_calendar_columns, next_trading_day, trading_days_from
 
 if TYPE_CHECKING:
     from pytorch_forecasting import TimeSeriesDataSet
@@ -74,6 +75,8 @@ BASE_UNKNOWN_REALS = (
 # Kept beside the features for turning log returns back into prices.
 PREV_CLOSE = "prev_close"
 PREV_DATE = "prev_date"
+# The realised volatility that scales a forecast's error (the conformal layer's normaliser).
+VOL_COLUMN = schema.REALISED_VOLS[0]  # rv_20, annualised
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,8 @@ def dataset_kwargs(spec: FeatureSpec, params: ModelParams) -> dict[str, Any]:
         "group_ids": [schema.SYMBOL],
         "max_encoder_length": params.max_encoder_length,
         "min_encoder_length": params.max_encoder_length,
-        "max_prediction_length": 1,
+        "max_prediction_length": params.horizon,
+        # Samples near a series' end forecast fewer days, so the last dates still train day 1.
         "min_prediction_length": 1,
         "static_categoricals": [schema.SYMBOL],
         "time_varying_known_reals": list(KNOWN_REALS),
@@ -213,14 +217,20 @@ def dataset_kwargs(spec: FeatureSpec, params: ModelParams) -> dict[str, Any]:
     }
 
 
+def horizon_of(parameters: dict[str, Any]) -> int:
+    """Trading days ahead a model forecasts, from its training dataset parameters."""
+    return int(parameters.get("max_prediction_length", 1))
+
+
 def prediction_dataset(
     parameters: dict[str, Any], frame: pd.DataFrame, max_encoder_length: int
 ) -> tuple[TimeSeriesDataSet, pd.DataFrame]:
-    """Build the dataset that forecasts the trading day after each symbol's last row.
+    """Build the dataset that forecasts the ``horizon`` trading days after each symbol's last row.
 
-    One decoder row per symbol is appended: its known inputs (``time_idx``, calendar) are those of
-    the next trading day; its unknown inputs are copies of the last row (the TFT never reads unknown
-    inputs in the decoder) and its target is 0 (never read either).
+    ``horizon`` decoder rows per symbol are appended, dated on the exchange calendar: their known
+    inputs (``time_idx``, calendar) are those of the following trading days; their unknown inputs
+    are copies of the last row (the TFT never reads unknown inputs in the decoder) and their target
+    is 0 (never read either).
 
     Args:
         parameters: ``TimeSeriesDataSet.get_parameters()`` of the training set (from the bundle).
@@ -228,27 +238,39 @@ def prediction_dataset(
         max_encoder_length: Rows of history each forecast uses.
 
     Returns:
-        The dataset (one sample per symbol) and a frame of ``symbol, as_of, forecast_for, last_close``.
+        The dataset (one sample per symbol) and a frame of ``symbol, as_of, horizon, forecast_for,
+        last_close, vol`` (one row per symbol and horizon; ``vol`` is the daily volatility at the
+        origin, ``rv_20 / sqrt(252)``).
 
     """
     from pytorch_forecasting import TimeSeriesDataSet
 
+    horizon = horizon_of(parameters)
     tail = frame.groupby(schema.SYMBOL, sort=True).tail(max_encoder_length)
-    last = tail.groupby(schema.SYMBOL, sort=True).tail(1).copy()
-    future = last.copy()
-    following = [next_trading_day(day.date()) for day in future[schema.DATE]]
-    future[schema.DATE] = pd.to_datetime(following).astype("datetime64[ns]")
-    future[schema.TIME_IDX] = future[schema.TIME_IDX] + 1
+    last = tail.groupby(schema.SYMBOL, sort=True).tail(1).reset_index(drop=True)
+    days = {
+        day: trading_days_from(next_trading_day(day), horizon).astype("datetime64[ns]")
+        for day in set(last[schema.DATE].dt.date)
+    }
+    future = last.loc[last.index.repeat(horizon)].reset_index(drop=True)
+    steps = np.tile(np.arange(1, horizon + 1), len(last))
+    future[schema.DATE] = (
+        np.concatenate([days[day] for day in last[schema.DATE].dt.date]) if len(last) else []
+    )
+    future[schema.DATE] = pd.to_datetime(future[schema.DATE]).astype("datetime64[ns]")
+    future[schema.TIME_IDX] = future[schema.TIME_IDX] + steps
     future = add_calendar_columns(future).astype({c: float for c in schema.CALENDAR_COLUMNS})
     future[TARGET] = 0.0
     rows = pd.concat([tail, future], ignore_index=True).sort_values([schema.SYMBOL, schema.TIME_IDX])
     dataset = TimeSeriesDataSet.from_parameters(parameters, rows, predict=True, stop_randomization=True)
     info = pd.DataFrame(
         {
-            schema.SYMBOL: last[schema.SYMBOL].to_numpy(),
-            "as_of": last[schema.DATE].dt.date.to_numpy(),
+            schema.SYMBOL: future[schema.SYMBOL].to_numpy(),
+            "as_of": np.repeat(last[schema.DATE].dt.date.to_numpy(), horizon),
+            "horizon": steps,
             "forecast_for": future[schema.DATE].dt.date.to_numpy(),
-            "last_close": last[schema.CLOSE].to_numpy(),
+            "last_close": np.repeat(last[schema.CLOSE].to_numpy(), horizon),
+            "vol": np.repeat((last[VOL_COLUMN] / np.sqrt(252.0)).to_numpy(), horizon),
         }
     )
     return dataset, info

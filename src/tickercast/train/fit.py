@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import pandas as pd
 import yaml
 
 from tickercast.config import ModelParams
@@ -184,7 +185,14 @@ def make_trainer(
     )
 
 
-def train(settings: Settings, *, resume: bool = False) -> TrainResult:
+def seen_through(datasets: ds.Datasets) -> dt.date:
+    """Return the last date of the rows training and validation read (the test window is unseen)."""
+    frame = datasets.frame
+    seen = frame.loc[frame["time_idx"] < datasets.split.test_start_idx, "date"]
+    return pd.Timestamp(seen.max()).date()
+
+
+def train(settings: Settings, *, resume: bool = False, through: dt.date | None = None) -> TrainResult:
     """Train, evaluate, bundle, register and (maybe) promote a TFT on the curated dataset.
 
     Every process of a DDP run calls this; only global rank 0 touches MLflow, the registry, the
@@ -193,6 +201,8 @@ def train(settings: Settings, *, resume: bool = False) -> TrainResult:
     Args:
         settings: The effective settings (data root, model and training sections).
         resume: Continue the most recent run from its ``last`` checkpoint, in the same MLflow run.
+        through: Use only curated rows dated on or before this day (the walk-forward backtest
+            trains a model that has seen nothing after its first origin).
 
     Returns:
         The run's result; on ranks other than 0 only ``rank`` is filled in.
@@ -208,6 +218,8 @@ def train(settings: Settings, *, resume: bool = False) -> TrainResult:
     record = tracking.read_latest_run(settings.checkpoints_dir) if resume else None
     pl.seed_everything(settings.train.seed, workers=True, verbose=False)
     curated, manifest = ds.read_curated(settings)
+    if through is not None:
+        curated = curated[pd.to_datetime(curated["date"]).dt.date <= through]
     datasets = ds.build_datasets(curated, params, settings.train.val_fraction, settings.train.test_fraction)
     network = new_network(datasets, params)
     module = make_module(network, params)
@@ -308,6 +320,9 @@ def _finish(
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data_version": manifest.data_version,
         "split": datasets.split.as_dict(),
+        # The last date whose rows the model learnt from (training and validation windows): a
+        # backtest may only evaluate it from origins on or after this day.
+        "trained_through": seen_through(datasets).isoformat(),
         "symbols": sorted(datasets.frame["symbol"].unique().tolist()),
     }
     ModelBundle.write(
