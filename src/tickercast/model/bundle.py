@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from tickercast import schema
 from tickercast.errors import BundleError
-from tickercast.files import sha256_file, swap_into_place, write_json
+from tickercast.files import sha256_file, swap_into_place, write_json, write_text
 from tickercast.model import inference, inputs
 from tickercast.model.network import build_network, network_kwargs
 
 if TYPE_CHECKING:
     import pandas as pd
     from pytorch_forecasting import TemporalFusionTransformer
+
+    from tickercast.model.calibration import Calibration
 
 BUNDLE_FORMAT = "tickercast-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -59,6 +61,8 @@ class ModelBundle:
     hyperparameters: dict[str, Any]
     metadata: dict[str, Any]
     path: Path | None = None
+    # The conformal layer and skill shrinkage (calibration.json), when the bundle has one.
+    calibration: Calibration | None = None
 
     @property
     def max_encoder_length(self) -> int:
@@ -169,6 +173,19 @@ class ModelBundle:
         _write_manifest(path)
         return meta
 
+    @staticmethod
+    def write_calibration(path: Path, calibration: Calibration) -> None:
+        """Add (or replace) a written bundle's ``calibration.json`` and re-seal its manifest.
+
+        Args:
+            path: A bundle folder (verified first).
+            calibration: The conformal layer fitted on the model's walk-forward residuals.
+
+        """
+        verify(path)
+        write_text(path / CALIBRATION, calibration.to_json())
+        _write_manifest(path)
+
     @classmethod
     def load(cls, path: Path) -> ModelBundle:
         """Load and verify a bundle on CPU.
@@ -205,6 +222,7 @@ class ModelBundle:
             hyperparameters=json.loads((path / HYPERPARAMETERS).read_text()),
             metadata=json.loads((path / METADATA).read_text()),
             path=path,
+            calibration=_read_calibration(path),
         )
 
     # --- Using the model ------------------------------------------------------------------------
@@ -226,6 +244,19 @@ class ModelBundle:
     ) -> tuple[pd.DataFrame, dict | None]:
         """Forecast every target from ``start_idx`` on from earlier rows (see :func:`inference.backtest`)."""
         return inference.backtest(self, curated, start_idx, interpret=interpret)
+
+
+def _read_calibration(path: Path) -> Calibration | None:
+    if not (path / CALIBRATION).is_file():
+        return None
+    from pydantic import ValidationError
+
+    from tickercast.model.calibration import Calibration
+
+    try:
+        return Calibration.from_json((path / CALIBRATION).read_text())
+    except (OSError, ValueError, ValidationError) as exc:
+        raise BundleError(f"bundle {path}: {CALIBRATION} cannot be read: {exc}") from None
 
 
 def _write_manifest(path: Path) -> None:

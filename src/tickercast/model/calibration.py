@@ -171,6 +171,11 @@ def _fit_horizon(
     gain = np.abs(y) - np.abs(y - m)
     spread = float(np.std(gain, ddof=1))
     skill_t = float(np.mean(gain) / (spread / math.sqrt(len(y)))) if spread > 0 else 0.0
+    if skill_t < MIN_SKILL_T:
+        # A gain the window cannot tell from luck: serve the random walk's median, whose error
+        # is the naive one by construction, rather than a factor fitted to noise.
+        shrink, m = 0.0, np.zeros_like(q50)
+        mae_shrunk = float(np.mean(np.abs(y)))
     lo, hi = m + (q10 - q50), m + (q90 - q50)
     scores = np.sort(np.maximum(lo - y, y - hi) / sigma)
     qhat = qhat_at(scores, 1.0 - coverage)

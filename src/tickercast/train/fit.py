@@ -292,6 +292,7 @@ def _finish(
 
     from tickercast.model.bundle import ModelBundle
     from tickercast.train import evaluate, registry, tracking
+    from tickercast.train.calibrate import calibrate, calibration_summary, held_out_origins
     from tickercast.train.pyfunc import log_pyfunc
 
     run_id = str(tracker.run_id)
@@ -329,12 +330,27 @@ def _finish(
         bundle_dir, network, datasets.train.get_parameters(), datasets.spec, params.model_dump(), metadata
     )
     bundle = ModelBundle.load(bundle_dir)
+    calibration, _ = calibrate(bundle, curated, held_out_origins(datasets.frame, datasets.split))
+    ModelBundle.write_calibration(bundle_dir, calibration)
+    skill = calibration_summary(calibration)
+    ModelBundle.update_metadata(bundle_dir, calibration=skill)
+    bundle = ModelBundle.load(bundle_dir)
     evaluation = evaluate.evaluate_bundle(bundle, curated, datasets.split.test_start_idx, settings.data_root)
     metrics = evaluation.metrics
+    calibration_metrics = {
+        f"calibration_h{h}_{name}": float(value)
+        for h, figures in skill.items()
+        for name, value in figures.items()
+        if name != "skill"
+    }
     tracking.log_metrics(
         client,
         run_id,
-        {**{f"test_{k}": v for k, v in metrics.items()}, "train_samples_per_second": samples_per_second},
+        {
+            **{f"test_{k}": v for k, v in metrics.items()},
+            **calibration_metrics,
+            "train_samples_per_second": samples_per_second,
+        },
     )
 
     # Promotion gate: the champion is re-evaluated on this run's test window.
