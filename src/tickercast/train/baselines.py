@@ -183,34 +183,43 @@ def empirical_bands(series: pd.DataFrame, horizon: int) -> pd.DataFrame:
         returns minus their median (NaN with fewer than :data:`MIN_BAND_RETURNS` returns).
 
     """
-    lower, upper = (100 - BAND_LEVEL) / 2, 100 - (100 - BAND_LEVEL) / 2
-    rows = []
-    for uid, group in series.groupby("unique_id", sort=False):
-        y = group["y"].to_numpy()
-        for h in range(1, horizon + 1):
-            returns = y[h:] - y[:-h]
-            if len(returns) < MIN_BAND_RETURNS:
-                rows.append((uid, h, np.nan, np.nan))
-                continue
-            p10, p50, p90 = np.percentile(returns, [lower, 50, upper])
-            rows.append((uid, h, p10 - p50, p90 - p50))
-    return pd.DataFrame(rows, columns=["unique_id", "horizon", "lo", "hi"])
+    lower, upper = (1 - BAND_LEVEL / 100) / 2, 1 - (1 - BAND_LEVEL / 100) / 2
+    parts = []
+    for h in range(1, horizon + 1):
+        returns = series["y"] - series.groupby("unique_id", sort=False)["y"].shift(h)
+        grouped = returns.groupby(series["unique_id"], sort=False)
+        spread = grouped.quantile([lower, 0.5, upper]).unstack()
+        enough = grouped.count().reindex(spread.index) >= MIN_BAND_RETURNS
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": spread.index,
+                    "horizon": h,
+                    "lo": (spread[lower] - spread[0.5]).where(enough).to_numpy(),
+                    "hi": (spread[upper] - spread[0.5]).where(enough).to_numpy(),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
-def _statsforecast(series: pd.DataFrame, model: Any, horizon: int) -> pd.DataFrame:
-    """Fit ``model`` on every series and forecast ``horizon`` steps with an 80% interval.
+def _statsforecast(
+    series: pd.DataFrame, model: Any, horizon: int, *, interval: bool = True, jobs: int = 1
+) -> pd.DataFrame:
+    """Fit ``model`` on every series and forecast ``horizon`` steps, with its 80% interval if asked.
 
     Returns:
-        ``unique_id, horizon, mean, lo, hi`` in log-close units.
+        ``unique_id, horizon, mean, lo, hi`` in log-close units (``lo``/``hi`` NaN without interval).
 
     """
     from statsforecast import StatsForecast
 
     level = BAND_LEVEL
-    jobs = max(1, min(2, os.cpu_count() or 1))
-    fitted = StatsForecast(models=[model], freq=1, n_jobs=jobs)
-    out = fitted.forecast(df=series[["unique_id", "ds", "y"]], h=horizon, level=[level])
+    fitted = StatsForecast(models=[model], freq=1, n_jobs=max(1, min(jobs, os.cpu_count() or 1)))
+    out = fitted.forecast(df=series[["unique_id", "ds", "y"]], h=horizon, level=[level] if interval else None)
     alias = str(model)
+    if not interval:
+        out[f"{alias}-lo-{level}"] = out[f"{alias}-hi-{level}"] = np.nan
     out = out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
     out["horizon"] = out.groupby("unique_id").cumcount() + 1
     return pd.DataFrame(
@@ -240,7 +249,8 @@ def _stats_records(
         return _records(
             name, skeleton, pd.DataFrame(columns=["symbol", "origin", "horizon", *QUANTILE_COLUMNS])
         )
-    forecast = _statsforecast(series, model, horizon)
+    # Searching models is worth a second process; a random walk's fit is not worth starting one.
+    forecast = _statsforecast(series, model, horizon, interval=not empirical, jobs=1 if empirical else 2)
     last = series.groupby("unique_id", sort=False).agg(
         y_last=("y", "last"), symbol=("symbol", "first"), origin=("origin", "first")
     )
