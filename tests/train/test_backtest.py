@@ -289,3 +289,34 @@ def test_the_champion_inside_its_test_window_is_scored_and_marked(trained: dict)
     tft = result.leaderboard[result.leaderboard["model"] == "tft"]
     assert len(tft) == 1 and bool(tft["champion"].iloc[0])
     assert not result.leaderboard.loc[result.leaderboard["model"] != "tft", "champion"].any()
+
+
+@pytest.mark.slow
+def test_refit_every_trains_before_each_block_of_origins(tmp_path: Path) -> None:
+    import inspect
+
+    from tickercast.model import inference
+    from tickercast.train import fit
+
+    if "through" not in inspect.signature(fit.train).parameters or not hasattr(inference, "walk_forward"):
+        pytest.skip("fit.train(through=) and inference.walk_forward are not on this branch yet")
+    from tests.factories import write_params
+
+    root = make_curated(tmp_path, tickers=3, days=DAYS, seed=6, kappa=0.0)
+    params = write_params(root / "tiny-params.yaml")
+    settings = load_settings(
+        overrides={
+            "data_root": root,
+            "train": {"params_file": params, "max_epochs": 1, "devices": 1, "accelerator": "cpu"},
+        }
+    )
+    result = run_backtest(
+        settings, models="tft,naive", origins=2, step=5, horizon=1, refit_every=1, track=False
+    )
+    tft = result.records[result.records["model"] == "tft"]
+    assert set(tft["origin"]) == set(result.origins)
+    # The refits were registered apart from the served model: no champion appeared.
+    from tickercast.model.registry_client import champion_version
+
+    assert champion_version(settings.tracking_uri, settings.registered_model_name) is None
+    assert not result.leaderboard["champion"].any()

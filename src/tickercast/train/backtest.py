@@ -53,6 +53,7 @@ DEFAULT_ORIGINS = 60
 DEFAULT_STEP = 5
 DEFAULT_HORIZON = 5
 MAX_HORIZON = 20
+REFIT_SUFFIX = "-backtest"
 # Trading days before the first origin: the 200-day indicator warm-up plus rows to fit the baselines on.
 MIN_HISTORY = 250
 # Origins forecast a second time from data cut at the origin (the first and the middle one).
@@ -320,11 +321,14 @@ def run_model(
 
     """
     started = time.perf_counter()
+    log.info("%s: forecasting %d origin(s)...", name, len(origins))
     records = forecaster(curated, origins, horizon)
     validate_records(name, records, origins, horizon)
     if audit:
         audit_cutoff(name, forecaster, curated, records, audit_origins(origins), horizon)
-    log.info("%s: %d forecasts in %.1f s", name, len(records), time.perf_counter() - started)
+    log.info(
+        "%s: %d forecasts in %.1f s, cut-off audit passed", name, len(records), time.perf_counter() - started
+    )
     return records
 
 
@@ -342,7 +346,8 @@ def refit_records(
     """Train a TFT on the data before every ``every``-th origin and forecast the origins up to the next.
 
     Calls ``tickercast.train.fit.train(settings, through=day)`` with the trading day before the
-    block's first origin, then checks what the new bundle saw and audits its cut-off.
+    block's first origin (registering under ``<name>-backtest``), then checks what the new bundle
+    saw and audits its cut-off.
 
     Returns:
         The TFT's path records over all origins.
@@ -352,13 +357,18 @@ def refit_records(
     from tickercast.train import fit
 
     train: Callable[..., Any] = fit.train  # ``through`` drops rows dated after it before the split
+    # Refits register under their own name, so a model trained on older data never meets the
+    # promotion gate of the served one.
+    refit_settings = settings.model_copy(
+        update={"registered_model_name": f"{settings.registered_model_name}{REFIT_SUFFIX}"}
+    )
     dates = trading_dates(curated)
     parts = []
     for start in range(0, len(origins), every):
         block = list(origins[start : start + every])
         through = dates[dates.index(block[0]) - 1]
         log.info("tft: training on data through %s for origins %s .. %s", through, block[0], block[-1])
-        result = train(settings, through=through)
+        result = train(refit_settings, through=through)
         bundle = ModelBundle.load(result.bundle_dir)
         check_unseen(bundle.metadata, block[0])
         check_horizon(horizon, bundle.metadata)
@@ -417,22 +427,25 @@ def resolve_tft(settings: Settings, model_uri: str | None) -> TftSource:
     from tickercast.model.registry_client import champion_version, load_from_registry
 
     uri = model_uri or f"models:/{settings.registered_model_name}@{CHAMPION_ALIAS}"
+    champion = champion_version(settings.tracking_uri, settings.registered_model_name)
+    if model_uri is None and champion is None:
+        raise UserError(
+            f"no champion model in {settings.tracking_uri}: train one first, pass --model-uri, "
+            "or leave tft out (--models naive,drift,...)"
+        )
+    version: str | None
     try:
         if Path(uri).is_dir():
-            return TftSource(bundle=ModelBundle.load(Path(uri)), uri=uri)
-        if (
-            model_uri is None
-            and champion_version(settings.tracking_uri, settings.registered_model_name) is None
-        ):
-            raise UserError(
-                f"no champion model in {settings.tracking_uri}: train one first, pass --model-uri, "
-                "or leave tft out (--models naive,drift,...)"
-            )
-        bundle, version = load_from_registry(uri, settings.tracking_uri)
+            bundle = ModelBundle.load(Path(uri))
+            version = bundle.metadata.get("model_version")
+        else:
+            bundle, version = load_from_registry(uri, settings.tracking_uri)
     except BundleError as exc:
         raise UserError(str(exc)) from None
-    champion = version == champion_version(settings.tracking_uri, settings.registered_model_name)
-    return TftSource(bundle=bundle, uri=uri, version=version, champion=champion)
+    version = None if version is None else str(version)
+    return TftSource(
+        bundle=bundle, uri=uri, version=version, champion=version is not None and version == champion
+    )
 
 
 def run_backtest(

@@ -268,26 +268,28 @@ def backtest_command(
     )
     from rich.table import Table
 
-    table = Table(title=f"backtest leaderboard ({len(result.origins)} origins, ranked by scaled CRPS)")
-    for column in ("h", "#", "model", "n", "scaled CRPS", "MAE vs naive [90%]", "coverage 80", "width 80"):
+    table = Table(title=f"backtest: {len(result.origins)} origins, ranked by scaled CRPS per horizon")
+    for column in ("h", "#", "model", "n", "sCRPS", "MAE/naive", "90% interval", "cov80", "width"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in result.leaderboard.to_dict("records"):
         table.add_row(
             str(row["horizon"]),
             str(row["rank"]),
-            row["model"] + (" (champion)" if row.get("champion") else ""),
+            row["model"] + (" ★" if row.get("champion") else ""),
             str(row["n"]),
             f"{row['scaled_crps']:.4f}",
-            f"{row['mae_vs_naive']:.3f} [{row['mae_vs_naive_lo']:.3f}, {row['mae_vs_naive_hi']:.3f}]",
+            f"{row['mae_vs_naive']:.3f}",
+            f"{row['mae_vs_naive_lo']:.3f}–{row['mae_vs_naive_hi']:.3f}",
             f"{row['coverage_80']:.0%}",
             f"{row['width_80']:.2%}",
         )
     console.print(table)
     subject = subject_model(result.leaderboard)
     tracked = f"; MLflow run {result.run_id}" if result.run_id else ""
+    champion = " (★ champion)" if result.leaderboard["champion"].any() else ""
     summary(
-        f"{len(result.records)} forecasts by {result.records['model'].nunique()} models "
-        f"(skill sentence for {subject}); report {result.run_dir / 'report.md'}{tracked}"
+        f"{len(result.records)} forecasts by {result.records['model'].nunique()} models{champion}; "
+        f"skill of {subject} vs the random walk in {result.run_dir / 'report.md'}{tracked}"
     )
 
 
