@@ -148,14 +148,21 @@ def plot_scaled_crps(path: Path, board: pd.DataFrame) -> Path:
     """Draw grouped bars of the scaled CRPS of every model at every horizon."""
     plt = _pyplot()
     table = board.pivot_table(index="horizon", columns="model", values="scaled_crps")
+    # Models in the order of their mean rank, so the best stands first in every group.
+    order = board.groupby("model")["rank"].mean().sort_values().index
+    table = table[list(order)]
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(1, len(table.columns))
     x = np.arange(len(table.index))
     for i, model in enumerate(table.columns):
-        ax.bar(x + i * width, table[model].to_numpy(), width, label=model)
+        bars = ax.bar(x + i * width, table[model].to_numpy(), width, label=model)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks(x + width * (len(table.columns) - 1) / 2, [f"h={h}" for h in table.index])
+    # Models differ by a few percent: start the axis near the smallest value so the gaps show.
+    low, high = float(np.nanmin(table.to_numpy())), float(np.nanmax(table.to_numpy()))
+    ax.set_ylim(low - 0.5 * (high - low) - 0.01 * high, high + 0.25 * (high - low) + 0.02 * high)
     ax.set_ylabel("scaled CRPS (lower is better)")
-    ax.legend(fontsize=8, ncols=3)
+    ax.legend(fontsize=8, ncols=min(6, len(table.columns)), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
