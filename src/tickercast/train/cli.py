@@ -1,4 +1,4 @@
-"""Commands of the training stage: ``train``, ``evaluate`` and ``tune``."""
+"""Commands of the training stage: ``train``, ``evaluate``, ``tune`` and ``backtest``."""
 
 from __future__ import annotations
 
@@ -195,8 +195,107 @@ def tune_command(
     )
 
 
+def backtest_command(
+    ctx: typer.Context,
+    data: DataOption = None,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--model-uri",
+            help="The TFT to evaluate: models:/NAME@ALIAS, models:/NAME/VERSION or a bundle folder "
+            "(default: the champion). It must have been trained on data before the first origin.",
+            show_default=False,
+        ),
+    ] = None,
+    origins: Annotated[
+        int,
+        typer.Option(
+            "--origins", min=1, help="Number of forecast origins (the last N, spaced --step apart)."
+        ),
+    ] = 60,
+    step: Annotated[int, typer.Option("--step", min=1, help="Trading days between origins.")] = 5,
+    horizon: Annotated[
+        int | None,
+        typer.Option(
+            "--horizon",
+            min=1,
+            max=20,
+            help="Forecast 1..H trading days ahead (default: the TFT's horizon; 5 without a TFT).",
+            show_default=False,
+        ),
+    ] = None,
+    refit_every: Annotated[
+        int | None,
+        typer.Option(
+            "--refit-every",
+            min=1,
+            help="Train a TFT on the data before every M-th origin instead of loading one "
+            "(slow; M >= --origins trains once before the first origin).",
+            show_default=False,
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Comma-separated models: tft, naive, drift, auto_ets, auto_arima, lightgbm "
+            "(default all; naive always runs).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Walk-forward backtest of the TFT against the baseline leaderboard on rolling origins.
+
+    Every model forecasts 1..H trading days ahead from each origin using only rows dated up to the
+    origin; the run writes DIR/reports/backtest/<run>/ (leaderboard.json, report.md,
+    records.parquet, plots) and logs it to MLflow as a run of kind backtest.
+    """
+    from tickercast.config import settings_for
+    from tickercast.console import console, summary
+    from tickercast.train.backtest import run_backtest
+    from tickercast.train.backtest_report import subject_model
+
+    _quiet_libraries()
+    settings = settings_for(ctx, {"data_root": data})
+    result = run_backtest(
+        settings,
+        model_uri=model_uri,
+        origins=origins,
+        step=step,
+        horizon=horizon,
+        refit_every=refit_every,
+        models=models,
+    )
+    from rich.table import Table
+
+    table = Table(title=f"backtest: {len(result.origins)} origins, ranked by scaled CRPS per horizon")
+    for column in ("h", "#", "model", "n", "sCRPS", "MAE/naive", "90% interval", "cov80", "width"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result.leaderboard.to_dict("records"):
+        table.add_row(
+            str(row["horizon"]),
+            str(row["rank"]),
+            row["model"] + (" ★" if row.get("champion") else ""),
+            str(row["n"]),
+            f"{row['scaled_crps']:.4f}",
+            f"{row['mae_vs_naive']:.3f}",
+            f"{row['mae_vs_naive_lo']:.3f}–{row['mae_vs_naive_hi']:.3f}",
+            f"{row['coverage_80']:.0%}",
+            f"{row['width_80']:.2%}",
+        )
+    console.print(table)
+    subject = subject_model(result.leaderboard)
+    tracked = f"; MLflow run {result.run_id}" if result.run_id else ""
+    champion = " (★ champion)" if result.leaderboard["champion"].any() else ""
+    summary(
+        f"{len(result.records)} forecasts by {result.records['model'].nunique()} models{champion}; "
+        f"skill of {subject} vs the random walk in {result.run_dir / 'report.md'}{tracked}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the ``tickercast`` app."""
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
     app.command("tune")(tune_command)
+    app.command("backtest")(backtest_command)
