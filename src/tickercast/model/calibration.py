@@ -293,6 +293,37 @@ def apply_calibration(
     return out
 
 
+def calibrate_online(
+    records: pd.DataFrame, *, coverage: float = DEFAULT_COVERAGE, min_rows: int = MIN_ROWS
+) -> pd.DataFrame:
+    """Calibrate walk-forward records as they would have been at each origin: no outcome from the future.
+
+    The forecasts of an origin get the calibration fitted on the records settled by that day
+    (``forecast_for`` on or before the origin); until a horizon has ``min_rows`` of them its raw
+    band passes through, and ``calibrated`` says which rows were calibrated.
+
+    Args:
+        records: Path records of one model over several origins, ``actual`` filled in.
+        coverage: Nominal coverage of the band.
+        min_rows: Fewest settled rows a horizon needs before its band is calibrated.
+
+    Returns:
+        ``records`` with ``c_q10, c_q50, c_q90`` and ``calibrated`` (bool), in the input's order.
+
+    """
+    _check_columns(records, (*REQUIRED, "origin", "forecast_for"))
+    parts = []
+    for origin, rows in records.groupby("origin", sort=True):
+        known = records[records["forecast_for"] <= origin]
+        calibration = fit_calibration(known, coverage=coverage, min_rows=min_rows)
+        out = apply_calibration(rows, calibration)
+        out["calibrated"] = out["horizon"].isin(list(calibration.horizons))
+        parts.append(out)
+    if not parts:
+        return records.assign(**{c: np.nan for c in CALIBRATED}, calibrated=False)
+    return pd.concat(parts).loc[records.index]
+
+
 class AdaptiveConformal(BaseModel):
     """Adaptive conformal inference state: a miscoverage ``alpha_t`` per horizon.
 

@@ -332,8 +332,6 @@ def walk_forward(
         ValueError: ``horizon`` is above the model's.
 
     """
-    from pytorch_forecasting import TimeSeriesDataSet
-
     model_horizon = inputs.horizon_of(bundle.dataset_parameters)
     horizon = model_horizon if horizon is None else int(horizon)
     if not 1 <= horizon <= model_horizon:
@@ -344,11 +342,38 @@ def walk_forward(
     at_origin = rows[rows[schema.DATE].isin(wanted)]
     if at_origin.empty:
         return pd.DataFrame(columns=["model", *columns, "actual"])
+    inner = _paths_inside(bundle, rows, at_origin, horizon)
+    # Origins on a symbol's last row have no rows after them: forecast those as serving does.
+    done = set(zip(inner[schema.SYMBOL], inner["origin"], strict=True))
+    pending = at_origin[
+        [
+            (s, d.date()) not in done
+            for s, d in zip(at_origin[schema.SYMBOL], at_origin[schema.DATE], strict=True)
+        ]
+    ]
+    parts = [inner]
+    dates = pd.to_datetime(curated[schema.DATE])
+    for origin, symbols in pending.groupby(schema.DATE)[schema.SYMBOL]:
+        history = curated[(dates <= origin) & curated[schema.SYMBOL].astype(str).isin(set(symbols))]
+        paths = predict_paths(bundle, history).rename(columns={"as_of": "origin"})
+        parts.append(paths[paths["horizon"] <= horizon].assign(actual=np.nan))
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else inner
+    out = out.assign(model="tft")[["model", *columns, "actual"]]
+    return out.sort_values([schema.SYMBOL, "origin", "horizon"]).reset_index(drop=True)
+
+
+def _paths_inside(
+    bundle: ModelBundle, rows: pd.DataFrame, at_origin: pd.DataFrame, horizon: int
+) -> pd.DataFrame:
+    """Walk-forward paths from origins that have rows after them, in one batched pass over ``rows``."""
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    columns = [schema.SYMBOL, "origin", "horizon", "forecast_for", "last_close", "q10", "q50", "q90", "vol"]
+    first_target = int(at_origin[schema.TIME_IDX].min()) + 1
+    if not (rows[schema.TIME_IDX] >= first_target).any():
+        return pd.DataFrame(columns=[*columns, "actual"])
     dataset = TimeSeriesDataSet.from_parameters(
-        bundle.dataset_parameters,
-        rows,
-        min_prediction_idx=int(at_origin[schema.TIME_IDX].min()) + 1,
-        stop_randomization=True,
+        bundle.dataset_parameters, rows, min_prediction_idx=first_target, stop_randomization=True
     )
     steps, _ = forecast_dataset(bundle.network, dataset)
     # A sample's origin is the row before its first decoder step.
@@ -378,6 +403,4 @@ def walk_forward(
     paths["vol"] = paths["vol"] / np.sqrt(252.0)
     paths["origin"] = paths["origin"].dt.date
     paths["forecast_for"] = paths["forecast_for"].dt.date
-    paths["model"] = "tft"
-    out = paths[["model", *columns, "actual"]]
-    return out.sort_values([schema.SYMBOL, "origin", "horizon"]).reset_index(drop=True)
+    return paths[[*columns, "actual"]]

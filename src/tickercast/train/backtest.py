@@ -18,7 +18,6 @@ written as ``DIR/reports/backtest/<run>/`` (:mod:`tickercast.train.backtest_repo
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TFT = "tft"
+# The TFT without its conformal layer and shrinkage: what the calibration adds is the difference.
+TFT_RAW = "tft_raw"
 MODEL_NAMES = (TFT, *BASELINES)
 DEFAULT_ORIGINS = 60
 DEFAULT_STEP = 5
@@ -134,6 +135,29 @@ def choose_origins(
     return [dates[last - i * step] for i in reversed(range(count))]
 
 
+def fitting_origins(
+    dates: Sequence[dt.date], metadata: Mapping[str, Any] | None, step: int, horizon: int
+) -> int:
+    """Return the default origin count: 60, or fewer where the TFT's unseen window holds fewer.
+
+    Args:
+        dates: Sorted trading dates of the data.
+        metadata: The evaluated bundle's metadata (``None`` without a TFT).
+        step: Trading days between origins.
+        horizon: Largest horizon.
+
+    Returns:
+        How many origins fit after the last date the model learnt from (at least 1; a model that
+        saw everything is refused later with both dates named).
+
+    """
+    known = seen_through(metadata) if metadata is not None else None
+    if known is None:
+        return DEFAULT_ORIGINS
+    unseen = [d for d in dates[: len(dates) - horizon] if d > known[0]]
+    return max(1, min(DEFAULT_ORIGINS, (len(unseen) - 1) // step + 1)) if unseen else 1
+
+
 def model_horizon(metadata: Mapping[str, Any]) -> int:
     """Return the largest horizon a bundle forecasts (``metadata["horizon"]``, absent = 1)."""
     return int(metadata.get("horizon", 1) or 1)
@@ -206,31 +230,30 @@ def tft_forecaster(bundle: ModelBundle) -> Forecaster:
     """Wrap the TFT as a forecaster: :func:`tickercast.model.inference.walk_forward` over the origins."""
     from tickercast.model import inference
 
-    walk_forward = getattr(inference, "walk_forward", None)
-    if walk_forward is None:
-        raise UserError("this build's model package has no walk_forward yet: run without tft (--models)")
+    walk_forward = inference.walk_forward
 
     def forecast(curated: pd.DataFrame, origins: Sequence[dt.date], horizon: int) -> pd.DataFrame:
-        records = walk_forward(bundle, curated, list(origins), horizon)
-        return apply_calibration(records, bundle)
+        return walk_forward(bundle, curated, list(origins), horizon)
 
     return forecast
 
 
-def apply_calibration(records: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
-    """Add the bundle's calibrated band (``c_q10, c_q50, c_q90``) when it has a calibration.
+def calibrate_tft(records: pd.DataFrame) -> pd.DataFrame:
+    """Give the TFT its calibrated band as it would have had it at each origin, and keep its raw rows.
 
-    The calibration is fitted at training time on data the bundle saw, so it cannot leak the
-    origins (the bundle itself passed :func:`check_unseen`).
+    The conformal layer and the shrinkage of an origin's forecasts are fitted on the TFT's own
+    records settled by that day (:func:`tickercast.model.calibration.calibrate_online`): the
+    bundle's stored calibration saw outcomes of its held-out window, which the origins lie in. The
+    model as trained, without the layer, stays on the board as ``tft_raw``.
     """
-    calibration = getattr(bundle, "calibration", None)
-    if calibration is None or all(c in records.columns for c in metrics.CALIBRATED_COLUMNS):
+    from tickercast.model.calibration import calibrate_online
+
+    mine = records["model"] == TFT
+    if not mine.any():
         return records
-    try:
-        module = importlib.import_module("tickercast.model.calibration")
-    except ImportError:
-        return records
-    return module.apply_calibration(records, calibration)
+    calibrated = calibrate_online(records[mine]).drop(columns=["calibrated"])
+    raw = records[mine].assign(model=TFT_RAW)
+    return pd.concat([calibrated, raw, records[~mine]], ignore_index=True)
 
 
 def validate_records(name: str, records: pd.DataFrame, origins: Sequence[dt.date], horizon: int) -> None:
@@ -452,7 +475,7 @@ def run_backtest(
     settings: Settings,
     *,
     model_uri: str | None = None,
-    origins: int = DEFAULT_ORIGINS,
+    origins: int | None = None,
     step: int = DEFAULT_STEP,
     horizon: int | None = None,
     refit_every: int | None = None,
@@ -498,7 +521,10 @@ def run_backtest(
     metadata = source.bundle.metadata if source.bundle is not None else None
     horizon = horizon or (model_horizon(metadata) if metadata is not None else DEFAULT_HORIZON)
     check_horizon(horizon, metadata)
-    chosen = choose_origins(trading_dates(curated), origins, step, horizon)
+    dates = trading_dates(curated)
+    if origins is None:
+        origins = fitting_origins(dates, metadata, step, horizon)
+    chosen = choose_origins(dates, origins, step, horizon)
     if metadata is not None:
         check_unseen(metadata, chosen[0])
     log.info(
@@ -519,7 +545,7 @@ def run_backtest(
     if TFT in names and refit_every is not None:
         parts.insert(0, refit_records(settings, curated, chosen, horizon, refit_every))
     skeleton = origin_rows(curated, chosen, horizon)
-    records = pd.concat([with_truth(p, skeleton) for p in parts], ignore_index=True)
+    records = calibrate_tft(pd.concat([with_truth(p, skeleton) for p in parts], ignore_index=True))
     board, by_ticker = score_records(records, curated, chosen, horizon, step)
     board["champion"] = (board["model"] == TFT) & source.champion
 

@@ -208,11 +208,15 @@ def backtest_command(
         ),
     ] = None,
     origins: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--origins", min=1, help="Number of forecast origins (the last N, spaced --step apart)."
+            "--origins",
+            min=1,
+            help="Number of forecast origins (the last N, spaced --step apart). Default: 60, or as "
+            "many as fit after the data the evaluated TFT was trained on.",
+            show_default=False,
         ),
-    ] = 60,
+    ] = None,
     step: Annotated[int, typer.Option("--step", min=1, help="Trading days between origins.")] = 5,
     horizon: Annotated[
         int | None,
