@@ -238,9 +238,14 @@ class ConformalStore:
     # --- reading ----------------------------------------------------------------------------------
 
     def alpha_map(self, key: str, horizons: Iterable[int]) -> dict[int, float]:
-        """Return the ACI miscoverage per horizon of one model version."""
+        """Return the ACI miscoverage of one model version's horizons that have taken a step.
+
+        A horizon before its first settled outcome is left out, so that it serves the
+        calibration's own ``qhat`` exactly (the stored scores may be a subsample).
+        """
         with self._lock:
-            return self.model(key).aci.alpha_map(horizons)
+            aci = self.model(key).aci
+            return {int(h): aci.alpha(h) for h in horizons if int(h) in aci.alphas}
 
     def stats(self, key: str, horizons: Iterable[int]) -> list[BandStats]:
         """Return the rolling coverage, width and alpha per horizon of one model version."""

@@ -381,6 +381,7 @@ class Predictor:
         self.calibration = bundle.calibration
         # Nominal coverage of the served band: the calibration's, else the P10-P90 quantiles' 80%.
         self.band_level = self.calibration.coverage if self.calibration is not None else DEFAULT_COVERAGE
+        # ACI miscoverage of the horizons that have taken a step (the others serve the calibration's qhat).
         self.alphas = dict(alphas or {})
         self.bands = tuple(bands)
         self.min_history_rows = int(bundle.metadata.get("min_history_rows") or 1)

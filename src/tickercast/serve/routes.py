@@ -304,6 +304,7 @@ def _skills(predictor: Predictor) -> list[schemas.HorizonSkill]:
     """Return the bundle's calibration figures (``metadata["calibration"]``) per horizon, in words too."""
     figures = predictor.metadata.get("calibration") or {}
     skipped = predictor.calibration.skipped if predictor.calibration is not None else {}
+    alphas = {stats.horizon: stats.alpha for stats in predictor.bands}
     out = []
     for h in range(1, predictor.horizon + 1):
         entry = figures.get(str(h)) or figures.get(h) or {}
@@ -323,7 +324,7 @@ def _skills(predictor: Predictor) -> list[schemas.HorizonSkill]:
                 mae_vs_naive=_number(entry.get("mae_vs_naive")),
                 n=None if n is None else int(n),
                 skill=skill,
-                aci_alpha=predictor.alphas.get(h),
+                aci_alpha=alphas.get(h),
             )
         )
     return out
