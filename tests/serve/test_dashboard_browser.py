@@ -148,7 +148,14 @@ def test_dashboard_shows_the_forecast_chart_and_model_card(api_url: str, tmp_pat
             " canvas: canvas ? [canvas.width, canvas.height] : null,"
             " img: img ? [img.naturalWidth, img.naturalHeight] : null};"
         )
+        # The cone: one step per horizon of the path after the last close.
+        path = prediction["path"]
+        assert len(path) == model["horizon"] == 5
+        cone = browser.execute("return Number(document.getElementById('chart').dataset.cone || 0)")
+        assert cone == len(path)
         if "/history/{ticker}" in paths:
+            legend = browser.text(".u-legend")
+            assert "Forecast P50" in legend and "P10" in legend and "P90" in legend, legend
             assert chart["kind"] == "uplot", chart
             assert chart["canvas"][0] > 300 and chart["canvas"][1] > 200, chart
             history = api.get(f"/history/{chosen}").json()
@@ -161,6 +168,16 @@ def test_dashboard_shows_the_forecast_chart_and_model_card(api_url: str, tmp_pat
         else:
             assert chart["kind"] == "image", chart
             assert chart["img"][0] > 300 and chart["img"][1] > 200, chart
+
+        # The path as a small table: one row per horizon, the API's dates and prices.
+        table = browser.execute(
+            "return [...document.querySelectorAll('#path-table tbody tr')]"
+            ".map(r => [...r.children].map(c => c.textContent))"
+        )
+        assert table == [
+            [str(p["horizon"]), p["forecast_for"], _price(p["p10"]), _price(p["p50"]), _price(p["p90"])]
+            for p in path
+        ]
 
         # Importances behind this forecast, largest first.
         bars = browser.execute(
@@ -177,6 +194,14 @@ def test_dashboard_shows_the_forecast_chart_and_model_card(api_url: str, tmp_pat
         assert browser.text("#test-mae") == _price(model["test_metrics"]["mae"])
         assert browser.text("#naive-mae") == _price(model["test_metrics"]["naive_mae"])
         assert browser.text("#trained-at") != "–"
+        assert browser.text("#model-horizon") == "1–5 trading days"
+        assert browser.text("#trained-through") == model["trained_through"]
+        # The skill stated plainly, as /model states it, for the first and the last horizon.
+        skills = [h["skill"] for h in model["horizons"]]
+        summary = browser.text("#skill-summary").lower()
+        assert skills[0].lower() in summary and skills[-1].lower() in summary, summary
+        rows = browser.execute("return document.querySelectorAll('#skill-table tbody tr').length")
+        assert rows == len(skills) == 5
 
         severe = [entry for entry in browser.logs() if entry.get("level") == "SEVERE"]
         assert not severe, severe

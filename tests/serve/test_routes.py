@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from tests.serve.conftest import Trained, assert_error, settings_for, wait_until
 from tickercast import schema
 from tickercast.model.bundle import ModelBundle
+from tickercast.model.calibration import apply_calibration
 from tickercast.serve.app import create_app
 
 MAX_BATCH = 2
@@ -71,12 +72,20 @@ def test_predict_serves_the_models_forecast_with_its_context(
 
     # The numbers are the bundle's own forecast for the latest curated rows, computed independently here.
     bundle = ModelBundle.load(trained.bundle)
+    assert bundle.calibration is not None
     expected = bundle.predict(trained.curated[trained.curated["symbol"] == ticker]).iloc[0]
     assert body["ticker"] == ticker
-    # Quantiles come back sorted (a quantile model may cross them); the median is the prediction.
+    # The model's own quantiles come back sorted (a quantile model may cross them).
     p10, p50, p90 = sorted(expected[["p10", "p50", "p90"]])
-    assert body["quantiles"] == pytest.approx({"p10": p10, "p50": p50, "p90": p90}, rel=1e-9)
+    assert body["raw_quantiles"] == pytest.approx({"p10": p10, "p50": p50, "p90": p90}, rel=1e-9)
+    # The served ones are the calibrated median and band (no outcome has settled: nominal alpha).
+    paths = bundle.predict_paths(trained.curated)  # batched as the service batches them
+    calibrated = apply_calibration(paths[paths["symbol"] == ticker], bundle.calibration).iloc[0]
+    served = {f"p{q}": calibrated["last_close"] * math.exp(calibrated[f"c_q{q}"]) for q in (10, 50, 90)}
+    assert body["calibrated"] is True
+    assert body["quantiles"] == pytest.approx(served, rel=1e-9)
     assert body["predicted_price"] == body["quantiles"]["p50"]
+    p50 = body["predicted_price"]
 
     history = trained.curated[trained.curated["symbol"] == ticker]
     closes = history["close"].to_numpy()
@@ -143,8 +152,14 @@ def test_forecast_from_curated_rows_matches_the_precomputed_forecast(client, tra
     body = response.json()
     served = client.get("/predict", params={"ticker": ticker}).json()
     assert body["input_kind"] == "curated"
-    assert body["predicted_price"] == pytest.approx(served["predicted_price"], rel=1e-9)
-    assert body["quantiles"] == pytest.approx(served["quantiles"], rel=1e-9)
+    # The network computes in float32: alone or batched with other tickers, the last bits differ.
+    assert body["predicted_price"] == pytest.approx(served["predicted_price"], rel=1e-8)
+    assert body["quantiles"] == pytest.approx(served["quantiles"], rel=1e-8)
+    assert body["raw_quantiles"] == pytest.approx(served["raw_quantiles"], rel=1e-8)
+    assert [p["horizon"] for p in body["path"]] == [p["horizon"] for p in served["path"]]
+    for mine, theirs in zip(body["path"], served["path"], strict=True):
+        assert mine["forecast_for"] == theirs["forecast_for"]
+        assert mine["band"] == pytest.approx(theirs["band"], rel=1e-8)
     assert body["as_of"] == served["as_of"] and body["forecast_for"] == served["forecast_for"]
 
 
@@ -181,8 +196,8 @@ def test_raw_history_of_a_served_ticker_gives_its_served_features_and_forecast(
     predicted = client.get("/predict", params={"ticker": ticker}).json()
     assert body["input_kind"] == "raw"
     assert body["as_of"] == predicted["as_of"] and body["forecast_for"] == predicted["forecast_for"]
-    assert body["quantiles"] == pytest.approx(predicted["quantiles"], rel=1e-9, abs=0)
-    assert body["predicted_price"] == pytest.approx(predicted["predicted_price"], rel=1e-9, abs=0)
+    assert body["quantiles"] == pytest.approx(predicted["quantiles"], rel=1e-8, abs=0)
+    assert body["predicted_price"] == pytest.approx(predicted["predicted_price"], rel=1e-8, abs=0)
 
 
 def test_forecast_from_raw_ohlcv_for_a_ticker_the_service_does_not_serve(client, trained, tickers) -> None:

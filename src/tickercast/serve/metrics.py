@@ -7,11 +7,14 @@ worker per pod and scale pods, so every scrape target is one process.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from tickercast.serve.conformal import BandStats
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Route label for requests that matched no route: keeps the label set bounded whatever URL is sent.
@@ -20,7 +23,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 
 class ServeMetrics:
-    """The service's metrics: HTTP traffic, forecasts served, the model and data in use, reloads."""
+    """The service's metrics: HTTP traffic, forecasts served, the model and data in use, reloads, bands."""
 
     def __init__(self) -> None:
         # The *_created series double the exposition for no use here (process-wide switch).
@@ -65,6 +68,30 @@ class ServeMetrics:
             "Successful model or data swaps after start-up",
             registry=self.registry,
         )
+        self.band_coverage = Gauge(
+            "tickercast_band_coverage",
+            "Share of the last settled served forecasts whose close fell inside the served P10-P90 band",
+            ("horizon",),
+            registry=self.registry,
+        )
+        self.band_width = Gauge(
+            "tickercast_band_width",
+            "Mean width of the served band over the same forecasts, relative to the median ((P90-P10)/P50)",
+            ("horizon",),
+            registry=self.registry,
+        )
+        self.band_settled = Gauge(
+            "tickercast_band_settled",
+            "Settled served forecasts in the rolling window behind the coverage and width gauges",
+            ("horizon",),
+            registry=self.registry,
+        )
+        self.aci_alpha = Gauge(
+            "tickercast_aci_alpha",
+            "Adaptive conformal miscoverage the served bands use (nominal 0.2 for P10-P90)",
+            ("horizon",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.reload_failures = Counter(
             "tickercast_model_reload_failures",
@@ -90,6 +117,19 @@ class ServeMetrics:
         self.model_info.clear()
         self.model_info.labels(model_version or "", run_id or "", data_version or "").set(1)
         self.ready.set(1)
+
+    def set_bands(self, bands: Iterable[BandStats]) -> None:
+        """Publish the serving model's band figures per horizon (horizons without outcomes: no sample)."""
+        for gauge in (self.band_coverage, self.band_width, self.band_settled, self.aci_alpha):
+            gauge.clear()
+        for stats in bands:
+            label = str(stats.horizon)
+            self.aci_alpha.labels(label).set(stats.alpha)
+            self.band_settled.labels(label).set(stats.window)
+            if stats.coverage is not None:
+                self.band_coverage.labels(label).set(stats.coverage)
+            if stats.width is not None:
+                self.band_width.labels(label).set(stats.width)
 
     def track_data_age(self, latest_date: Callable[[], datetime.date | None]) -> None:
         """Compute the data age at scrape time from the serving snapshot's latest date."""

@@ -1,10 +1,11 @@
-"""The model in memory: one bundle, the latest feature window per ticker and every next-day forecast.
+"""The model in memory: one bundle, the latest feature window per ticker and every forecast path.
 
 This module knows nothing of HTTP. A :class:`Predictor` is a snapshot: built once (bundle loaded,
-features read, all forecasts computed in one batched ``bundle.predict`` call) and never changed
-afterwards, apart from caches of things derived from it (plots, explanations, encoded responses).
-Reloading builds a new snapshot and swaps the reference in :class:`PredictorHolder`; a request that
-already holds the old snapshot finishes on it.
+features read, every horizon of every ticker forecast in one batched ``bundle.predict_paths`` call,
+then the bundle's calibration applied with the adaptive conformal miscoverage of
+:mod:`tickercast.serve.conformal`) and never changed afterwards, apart from caches of things derived
+from it (plots, explanations, encoded responses). Reloading builds a new snapshot and swaps the
+reference in :class:`PredictorHolder`; a request that already holds the old snapshot finishes on it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import pandas as pd
 
 from tickercast import schema
 from tickercast.features.calendar import add_calendar_columns, trading_days_between
+from tickercast.model.calibration import DEFAULT_COVERAGE, Calibration, apply_calibration
 from tickercast.model.inputs import WARMUP_COLUMNS
+from tickercast.serve.conformal import BandStats, ConformalStore
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +37,23 @@ PLOT_DAYS = 120
 DIFF_DAYS = (1, 3, 5)
 # Curated columns without which no forecast can be made (the model derives its inputs from them).
 REQUIRED_COLUMNS = (schema.DATE, schema.SYMBOL, schema.TIME_IDX, *WARMUP_COLUMNS, *schema.CALENDAR_COLUMNS)
+SERVED_PRICES = ("p10", "p50", "p90")
+RAW_PRICES = ("raw_p10", "raw_p50", "raw_p90")
 
 
 class BundleLike(Protocol):
     """What the service needs from :class:`tickercast.model.bundle.ModelBundle`."""
 
     metadata: dict[str, Any]
+    calibration: Calibration | None
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Forecast the next trading day for every symbol in ``frame``."""
+    @property
+    def horizon(self) -> int:
+        """Trading days ahead the model forecasts."""
+        ...
+
+    def predict_paths(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Forecast every horizon for every symbol in ``frame``."""
         ...
 
     def explain(self, frame: pd.DataFrame) -> dict[str, dict]:
@@ -75,8 +86,28 @@ class DataError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class PathPoint:
+    """The forecast of one horizon: served prices (calibrated when the bundle has a calibration)."""
+
+    horizon: int
+    forecast_for: datetime.date
+    p10: float
+    p50: float
+    p90: float
+    raw_p10: float
+    raw_p50: float
+    raw_p90: float
+    calibrated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Forecast:
-    """The next-day forecast for one ticker, with the context the API reports next to it."""
+    """The forecast for one ticker: the next day's fields, its path over every horizon, and context.
+
+    ``p10``, ``p50``, ``p90`` are the served next-day prices: the calibrated band and the median
+    shrunk toward the random walk when ``calibrated``, else the model's (sorted) quantiles, which
+    ``raw_p10``... always keep.
+    """
 
     ticker: str
     as_of: datetime.date
@@ -90,6 +121,11 @@ class Forecast:
     three_diff: float | None
     five_diff: float | None
     sentiment: float | None
+    raw_p10: float
+    raw_p50: float
+    raw_p90: float
+    calibrated: bool = False
+    path: tuple[PathPoint, ...] = ()
 
 
 def _finite(value: Any) -> float | None:
@@ -114,12 +150,78 @@ def _pct(new: float, old: float | None) -> float | None:
     return _finite((new / old - 1.0) * 100.0)
 
 
-def make_forecast(row: pd.Series, history: pd.DataFrame) -> Forecast:
-    """Combine one row of ``bundle.predict`` output with the ticker's recent history.
+def served_paths(
+    paths: pd.DataFrame, calibration: Calibration | None, alpha: dict[int, float] | None = None
+) -> pd.DataFrame:
+    """Turn ``bundle.predict_paths`` rows into the prices the service serves.
 
     Args:
-        row: One row of ``bundle.predict`` output (symbol, as_of, forecast_for, last_close, p10-p90).
+        paths: One row per symbol and horizon (``last_close``, ``vol``, ``q10/q50/q90``,
+            ``p10/p50/p90``).
+        calibration: The bundle's calibration, or ``None`` (the model's quantiles are served).
+        alpha: Adaptive conformal miscoverage per horizon (replaces the calibration's).
+
+    Returns:
+        The rows with ``raw_p10/raw_p50/raw_p90`` (the model's prices, sorted: a quantile model can
+        cross them, and sorting never worsens the pinball loss), ``p10/p50/p90`` (served: the
+        calibrated median and band where the horizon is calibrated, else the raw prices) and
+        ``calibrated``.
+
+    """
+    out = paths.copy()
+    raw = np.sort(out[["p10", "p50", "p90"]].to_numpy(dtype=float), axis=1)
+    out["raw_p10"], out["raw_p50"], out["raw_p90"] = raw[:, 0], raw[:, 1], raw[:, 2]
+    out["calibrated"] = False
+    if calibration is None or not calibration.horizons or out.empty:
+        out["p10"], out["p50"], out["p90"] = raw[:, 0], raw[:, 1], raw[:, 2]
+        return out
+    calibrated = apply_calibration(out, calibration, alpha=alpha)
+    done = out["horizon"].isin(list(calibration.horizons)).to_numpy()
+    last_close = out["last_close"].to_numpy(dtype=float)
+    for i, name in enumerate(("p10", "p50", "p90")):
+        price = last_close * np.exp(calibrated[f"c_q{name[1:]}"].to_numpy(dtype=float))
+        out[name] = np.where(done, price, raw[:, i])
+    out["calibrated"] = done
+    return out
+
+
+def make_path(rows: pd.DataFrame) -> tuple[PathPoint, ...]:
+    """Turn one ticker's :func:`served_paths` rows into its path, horizon 1 first.
+
+    Raises:
+        HistoryError: The model returned a non-finite price.
+
+    """
+    points = []
+    for row in rows.sort_values("horizon").itertuples(index=False):
+        values = [_finite(getattr(row, name)) for name in (*SERVED_PRICES, *RAW_PRICES)]
+        if any(value is None for value in values):
+            raise HistoryError(f"the model returned no finite forecast for {row.symbol} at h={row.horizon}")
+        p10, p50, p90, raw_p10, raw_p50, raw_p90 = (float(v) for v in values)  # type: ignore[arg-type]
+        points.append(
+            PathPoint(
+                horizon=int(row.horizon),
+                forecast_for=_as_date(row.forecast_for),
+                p10=p10,
+                p50=p50,
+                p90=p90,
+                raw_p10=raw_p10,
+                raw_p50=raw_p50,
+                raw_p90=raw_p90,
+                calibrated=bool(row.calibrated),
+            )
+        )
+    return tuple(points)
+
+
+def make_forecast(row: pd.Series, history: pd.DataFrame, path: tuple[PathPoint, ...] = ()) -> Forecast:
+    """Combine the next-day row of :func:`served_paths` with the ticker's recent history.
+
+    Args:
+        row: The horizon-1 row (symbol, as_of, forecast_for, last_close, p10-p90 and, when served
+            from :func:`served_paths`, raw_p10-raw_p90 and calibrated).
         history: The ticker's curated rows, sorted by date (at least the last row).
+        path: The ticker's forecast for every horizon (:func:`make_path`).
 
     Returns:
         The forecast with the percentage change against the last close, the 1/3/5-day diffs and
@@ -129,12 +231,14 @@ def make_forecast(row: pd.Series, history: pd.DataFrame) -> Forecast:
         HistoryError: The model returned a non-finite price.
 
     """
-    prices = {name: _finite(row[name]) for name in ("last_close", "p10", "p50", "p90")}
+    raw_names = RAW_PRICES if all(name in row for name in RAW_PRICES) else SERVED_PRICES
+    prices = {name: _finite(row[name]) for name in ("last_close", *SERVED_PRICES, *raw_names)}
     if any(value is None for value in prices.values()):
         raise HistoryError(f"the model returned no finite forecast for {row[schema.SYMBOL]}")
     # A quantile model can output crossing quantiles (P10 above P50); sorting them (quantile
     # rearrangement) never makes the pinball loss worse and gives a valid P10 <= P50 <= P90.
-    p10, p50, p90 = sorted(float(prices[name]) for name in ("p10", "p50", "p90"))  # type: ignore[arg-type]
+    p10, p50, p90 = sorted(float(prices[name]) for name in SERVED_PRICES)  # type: ignore[arg-type]
+    raw = sorted(float(prices[name]) for name in raw_names)  # type: ignore[arg-type]
     closes = history[schema.CLOSE].to_numpy(dtype=float)
     last_close = float(prices["last_close"])  # type: ignore[arg-type]
     diffs = {
@@ -155,6 +259,11 @@ def make_forecast(row: pd.Series, history: pd.DataFrame) -> Forecast:
         three_diff=diffs[3],
         five_diff=diffs[5],
         sentiment=sentiment,
+        raw_p10=raw[0],
+        raw_p50=raw[1],
+        raw_p90=raw[2],
+        calibrated=bool(row.get("calibrated", False)),
+        path=path,
     )
 
 
@@ -259,6 +368,8 @@ class Predictor:
         window: pd.DataFrame,
         calendar: pd.Series,
         forecasts: dict[str, Forecast],
+        alphas: dict[int, float] | None = None,
+        bands: Sequence[BandStats] = (),
     ) -> None:
         self.bundle = bundle
         self.model_version = model_version
@@ -266,6 +377,13 @@ class Predictor:
         self.data_version = data_version
         self.forecasts = forecasts
         self.tickers = tuple(sorted(forecasts))
+        self.horizon = int(bundle.horizon)
+        self.calibration = bundle.calibration
+        # Nominal coverage of the served band: the calibration's, else the P10-P90 quantiles' 80%.
+        self.band_level = self.calibration.coverage if self.calibration is not None else DEFAULT_COVERAGE
+        # ACI miscoverage of the horizons that have taken a step (the others serve the calibration's qhat).
+        self.alphas = dict(alphas or {})
+        self.bands = tuple(bands)
         self.min_history_rows = int(bundle.metadata.get("min_history_rows") or 1)
         self.loaded_at = datetime.datetime.now(datetime.UTC)
         self.latest_date = max(forecast.as_of for forecast in forecasts.values())
@@ -288,8 +406,13 @@ class Predictor:
         manifest_path: Path,
         model_version: str | None,
         source: str,
+        conformal: ConformalStore | None = None,
     ) -> Predictor:
-        """Read the latest feature window of every ticker and forecast them all in one batched call.
+        """Read the latest feature window of every ticker and forecast every horizon in one batched call.
+
+        Served forecasts of earlier snapshots whose day now has a close in the data are settled
+        first (adaptive conformal inference); its miscoverage then sets the calibrated bands, and
+        this snapshot's path forecasts are kept in ``conformal`` until they settle in turn.
 
         Args:
             bundle: A loaded (hash-verified) model bundle.
@@ -297,6 +420,7 @@ class Predictor:
             manifest_path: The curated dataset's manifest (for its ``data_version``).
             model_version: The registry version, if the bundle came from the registry.
             source: Where the bundle came from (model URI or folder), for ``/model``.
+            conformal: The adaptive conformal state (saved here); ``None``: a fresh one in memory.
 
         Returns:
             The ready snapshot.
@@ -323,17 +447,22 @@ class Predictor:
                 f"no ticker has the {min_rows} curated rows past the indicator warm-up the model needs"
             )
         usable = window[~window[schema.SYMBOL].isin(short)]
-        predictions = bundle.predict(pd.concat(inputs, ignore_index=True))
-        histories = {str(symbol): rows for symbol, rows in usable.groupby(schema.SYMBOL, sort=False)}
-        forecasts: dict[str, Forecast] = {}
-        for _, row in predictions.iterrows():
-            ticker = str(row[schema.SYMBOL])
-            try:
-                forecasts[ticker] = make_forecast(row, histories[ticker])
-            except HistoryError as exc:
-                log.warning("not serving %s: %s", ticker, exc)
-        if not forecasts:
-            raise DataError("the model produced no usable forecast for any ticker")
+        paths = bundle.predict_paths(pd.concat(inputs, ignore_index=True))
+        conformal = conformal or ConformalStore(None)
+        key = model_key(model_version, bundle.metadata)
+        horizons = range(1, int(bundle.horizon) + 1)
+        try:
+            conformal.settle(window)
+            alphas = conformal.alpha_map(key, horizons)
+            served = served_paths(paths, bundle.calibration, alphas)
+            forecasts = _forecasts(served, usable)
+            if not forecasts:
+                raise DataError("the model produced no usable forecast for any ticker")
+            conformal.record(key, _pending(served[served[schema.SYMBOL].isin(list(forecasts))]))
+            bands = conformal.stats(key, horizons)
+        finally:
+            # Settled outcomes are kept even when this snapshot fails: they happened either way.
+            conformal.save()
         return cls(
             bundle,
             model_version=model_version,
@@ -342,6 +471,8 @@ class Predictor:
             window=usable,
             calendar=calendar,
             forecasts=forecasts,
+            alphas=alphas,
+            bands=bands,
         )
 
     # --- lookups ----------------------------------------------------------------------------------
@@ -407,7 +538,7 @@ class Predictor:
         return explanations[ticker]
 
     def forecast_history(self, ticker: str, frame: pd.DataFrame) -> Forecast:
-        """Forecast the next day from history sent by a caller (curated columns).
+        """Forecast every horizon from history sent by a caller (curated columns).
 
         Args:
             ticker: The upper-cased ticker the rows belong to.
@@ -416,7 +547,7 @@ class Predictor:
                 from the date). ``time_idx`` is re-derived on the served trading calendar.
 
         Returns:
-            The forecast, computed now.
+            The forecast, computed now, calibrated as the served ones are (same ACI miscoverage).
 
         Raises:
             HistoryError: Columns missing or too few rows past the indicator warm-up.
@@ -429,12 +560,16 @@ class Predictor:
             raise InsufficientHistoryError(usable, self.min_history_rows)
         with self._bundle_lock:
             try:
-                predictions = self.bundle.predict(tail)
+                paths = self.bundle.predict_paths(tail)
             except ValueError as exc:
                 raise HistoryError(f"the model cannot forecast from this history: {exc}") from exc
-        if predictions.empty:
+        if paths.empty:
             raise HistoryError("the model returned no forecast for this history")
-        return make_forecast(predictions.iloc[0], frame)
+        served = served_paths(paths, self.calibration, self.alphas)
+        first = served[served["horizon"] == 1]
+        if first.empty:
+            raise HistoryError("the model returned no next-day forecast for this history")
+        return make_forecast(first.iloc[0], frame, make_path(served))
 
     def _complete(self, ticker: str, frame: pd.DataFrame) -> pd.DataFrame:
         """Add what history sent by a caller may lack, from the date and the served data.
@@ -489,6 +624,45 @@ class Predictor:
             pd.to_datetime(dates).to_numpy().astype("datetime64[D]"),
         )
         return (int(self._calendar.iloc[-1]) + offsets).astype("int64")
+
+
+def model_key(model_version: str | None, metadata: dict[str, Any]) -> str:
+    """Name the model whose conformal state a snapshot uses: its registry version, else its run."""
+    if model_version is not None:
+        return f"version-{model_version}"
+    return f"run-{metadata.get('run_id') or 'unknown'}"
+
+
+def _forecasts(served: pd.DataFrame, histories: pd.DataFrame) -> dict[str, Forecast]:
+    """Build each ticker's forecast from its :func:`served_paths` rows (tickers that fail are logged)."""
+    by_symbol = {str(symbol): rows for symbol, rows in histories.groupby(schema.SYMBOL, sort=False)}
+    forecasts: dict[str, Forecast] = {}
+    for symbol, rows in served.groupby(schema.SYMBOL, sort=False):
+        ticker = str(symbol)
+        first = rows[rows["horizon"] == 1]
+        try:
+            if first.empty:
+                raise HistoryError("no next-day forecast")
+            forecasts[ticker] = make_forecast(first.iloc[0], by_symbol[ticker], make_path(rows))
+        except HistoryError as exc:
+            log.warning("not serving %s: %s", ticker, exc)
+    return forecasts
+
+
+def _pending(served: pd.DataFrame) -> pd.DataFrame:
+    """Return the served path rows in the shape :meth:`ConformalStore.record` keeps."""
+    return pd.DataFrame(
+        {
+            "symbol": served[schema.SYMBOL].astype(str).to_numpy(),
+            "origin": [_as_date(d) for d in served["as_of"]],
+            "horizon": served["horizon"].astype(int).to_numpy(),
+            "forecast_for": [_as_date(d) for d in served["forecast_for"]],
+            "last_close": served["last_close"].to_numpy(dtype=float),
+            "p50": served["p50"].to_numpy(dtype=float),
+            "lower": served["p10"].to_numpy(dtype=float),
+            "upper": served["p90"].to_numpy(dtype=float),
+        }
+    )
 
 
 class PredictorHolder:

@@ -13,6 +13,7 @@ import logging
 import re
 
 from tickercast.config import CHAMPION_ALIAS, Settings
+from tickercast.serve.conformal import ConformalStore
 from tickercast.serve.metrics import ServeMetrics
 from tickercast.serve.predictor import Predictor, PredictorHolder, read_data_version
 
@@ -34,13 +35,19 @@ def followed_model(settings: Settings) -> str | None:
     return match["name"]
 
 
-def load_predictor(settings: Settings, bundle: object | None = None, version: str | None = None) -> Predictor:
+def load_predictor(
+    settings: Settings,
+    bundle: object | None = None,
+    version: str | None = None,
+    conformal: ConformalStore | None = None,
+) -> Predictor:
     """Load the configured bundle (verifying its hashes) and build a forecasting snapshot.
 
     Args:
         settings: Where the model (``serve.model_dir`` or ``serve.model_uri``) and data are.
         bundle: Reuse this already-loaded bundle (data refresh) instead of loading one.
         version: The registry version of ``bundle`` when one is given.
+        conformal: The service's adaptive conformal state (``None``: a fresh one in memory).
 
     Returns:
         The snapshot, not yet serving.
@@ -74,6 +81,7 @@ def load_predictor(settings: Settings, bundle: object | None = None, version: st
         manifest_path=settings.manifest_path,
         model_version=None if version is None else str(version),
         source=source,
+        conformal=conformal,
     )
 
 
@@ -98,6 +106,8 @@ class Reloader:
         self.holder = holder
         self.metrics = metrics
         self.model_name = followed_model(settings)
+        # Read from DATA_ROOT/serving/aci_state.json on the first load, in the loading thread.
+        self.conformal = ConformalStore.for_data_root(settings.data_root)
         self._lock = asyncio.Lock()
 
     def _publish(self, predictor: Predictor) -> None:
@@ -106,6 +116,7 @@ class Reloader:
         self.metrics.set_model(
             predictor.model_version, predictor.metadata.get("run_id"), predictor.data_version
         )
+        self.metrics.set_bands(predictor.bands)
         log.info(
             "serving model version %s (run %s) on data %s: %d tickers",
             predictor.model_version or "-",
@@ -123,7 +134,7 @@ class Reloader:
         """
         async with self._lock:
             try:
-                predictor = await asyncio.to_thread(load_predictor, self.settings)
+                predictor = await asyncio.to_thread(load_predictor, self.settings, conformal=self.conformal)
             except Exception as exc:
                 self.holder.error = f"model not loaded: {exc}"
                 log.error("cannot load the model: %s", exc)
@@ -165,10 +176,12 @@ class Reloader:
                     data_version or current.data_version,
                 )
                 if new_model:
-                    predictor = await asyncio.to_thread(load_predictor, self.settings)
+                    predictor = await asyncio.to_thread(
+                        load_predictor, self.settings, conformal=self.conformal
+                    )
                 else:
                     predictor = await asyncio.to_thread(
-                        load_predictor, self.settings, current.bundle, current.model_version
+                        load_predictor, self.settings, current.bundle, current.model_version, self.conformal
                     )
             except Exception as exc:
                 self.metrics.reload_failures.inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Annotated, Any
 
@@ -29,6 +30,18 @@ _TICKER_RE = re.compile(API_TICKER_PATTERN)
 TICKER_HELP = "Ticker symbol (case-insensitive), e.g. MSFT; GET /tickers lists them"
 TickerQuery = Annotated[str, Query(pattern=API_TICKER_PATTERN, description=TICKER_HELP, examples=["MSFT"])]
 TickerPath = Annotated[str, Path(pattern=API_TICKER_PATTERN, description=TICKER_HELP, examples=["MSFT"])]
+# The most trading days a model may forecast (training refuses more); a request above the served
+# model's horizon is refused with the model's own figure, so the schema sets no maximum.
+MAX_HORIZON = 20
+HorizonQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description=f"Cut the path to the first HORIZON trading days (1 to the served model's horizon, at "
+        f"most {MAX_HORIZON}; GET /model tells it); the next-day fields are unchanged",
+        examples=[3],
+    ),
+]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
@@ -49,7 +62,25 @@ def _unknown(ticker: str, predictor: Predictor) -> HTTPException:
     )
 
 
-def _fields(forecast: Forecast, predictor: Predictor) -> dict[str, Any]:
+def _path(forecast: Forecast, predictor: Predictor, horizon: int | None = None) -> list[schemas.PathPoint]:
+    return [
+        schemas.PathPoint(
+            horizon=point.horizon,
+            forecast_for=point.forecast_for,
+            p10=point.p10,
+            p50=point.p50,
+            p90=point.p90,
+            band=schemas.Band(
+                lower=point.p10, upper=point.p90, level=predictor.band_level, calibrated=point.calibrated
+            ),
+            raw_quantiles=schemas.Quantiles(p10=point.raw_p10, p50=point.raw_p50, p90=point.raw_p90),
+        )
+        for point in forecast.path
+        if horizon is None or point.horizon <= horizon
+    ]
+
+
+def _fields(forecast: Forecast, predictor: Predictor, horizon: int | None = None) -> dict[str, Any]:
     return {
         "ticker": forecast.ticker,
         "predicted_price": forecast.p50,
@@ -59,6 +90,9 @@ def _fields(forecast: Forecast, predictor: Predictor) -> dict[str, Any]:
         "five_diff": forecast.five_diff,
         "sentiment": forecast.sentiment,
         "quantiles": schemas.Quantiles(p10=forecast.p10, p50=forecast.p50, p90=forecast.p90),
+        "raw_quantiles": schemas.Quantiles(p10=forecast.raw_p10, p50=forecast.raw_p50, p90=forecast.raw_p90),
+        "calibrated": forecast.calibrated,
+        "path": _path(forecast, predictor, horizon),
         "last_close": forecast.last_close,
         "as_of": forecast.as_of,
         "forecast_for": forecast.forecast_for,
@@ -67,25 +101,41 @@ def _fields(forecast: Forecast, predictor: Predictor) -> dict[str, Any]:
     }
 
 
-def _prediction(ticker: str, predictor: Predictor) -> schemas.Prediction:
+def _prediction(ticker: str, predictor: Predictor, horizon: int | None = None) -> schemas.Prediction:
     try:
         forecast = predictor.forecast(ticker)
     except UnknownTickerError:
         raise _unknown(ticker, predictor) from None
     return predictor.memo(
-        ("prediction", ticker),
-        lambda: schemas.Prediction(**_fields(forecast, predictor), image_url=f"/plot/{ticker}"),
+        ("prediction", ticker, horizon),
+        lambda: schemas.Prediction(**_fields(forecast, predictor, horizon), image_url=f"/plot/{ticker}"),
     )
 
 
+def _check_horizon(horizon: int | None, predictor: Predictor) -> int | None:
+    """Refuse a horizon the served model lacks (422); return the cut, ``None`` for the full path."""
+    if horizon is not None and horizon > predictor.horizon:
+        days = "trading day" if predictor.horizon == 1 else "trading days"
+        raise HTTPException(
+            422,
+            f"horizon {horizon} is not available: the served model forecasts 1 to "
+            f"{predictor.horizon} {days} ahead",
+        )
+    # The full path is the same answer with or without the parameter: it shares its cache entry.
+    return None if horizon is None or horizon == predictor.horizon else horizon
+
+
 @router.get("/predict", response_model=schemas.Prediction, responses=ERRORS, tags=["forecasts"])
-async def predict(ticker: TickerQuery, predictor: PredictorDep, request: Request) -> Response:
-    """Next-day forecast for one ticker, precomputed when the model was loaded."""
+async def predict(
+    ticker: TickerQuery, predictor: PredictorDep, request: Request, horizon: HorizonQuery = None
+) -> Response:
+    """Forecast for one ticker: the next day and the path over every horizon, precomputed at load."""
     # The hottest route: the encoded answer is cached per snapshot, and the metrics are taken from
     # the request rather than through a second dependency (each costs a dependency-solving pass).
     ticker = ticker.upper()
-    model = _prediction(ticker, predictor)
-    body = predictor.memo(("prediction-json", ticker), lambda: model.model_dump_json().encode())
+    cut = _check_horizon(horizon, predictor)
+    model = _prediction(ticker, predictor, cut)
+    body = predictor.memo(("prediction-json", ticker, cut), lambda: model.model_dump_json().encode())
     request.app.state.metrics.forecasts_served_predict.inc()
     return Response(body, media_type=JSON)
 
@@ -99,7 +149,7 @@ async def predict_batch(
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> schemas.BatchPrediction:
-    """Next-day forecasts for several tickers at once."""
+    """Forecasts (next day and path) for several tickers at once."""
     wanted = list(dict.fromkeys(part.strip().upper() for part in tickers.split(",") if part.strip()))
     if not wanted:
         raise HTTPException(422, "tickers is empty; pass a comma-separated list such as MSFT,NVDA")
@@ -128,7 +178,7 @@ async def predict_batch(
 async def forecast(
     request: schemas.ForecastRequest, predictor: PredictorDep, settings: SettingsDep, metrics: MetricsDep
 ) -> schemas.ForecastResult:
-    """Forecast the next day from history you send (raw OHLCV or curated rows), computed now."""
+    """Forecast every horizon from history you send (raw OHLCV or curated rows), computed now."""
     limit = settings.serve.max_history_rows
     if len(request.history) > limit:
         raise HTTPException(422, f"history has {len(request.history)} rows; at most {limit} are accepted")
@@ -231,7 +281,7 @@ async def tickers(predictor: PredictorDep) -> schemas.TickerList:
 
 @router.get("/model", response_model=schemas.ModelInfo, responses=ERRORS, tags=["service"])
 async def model(predictor: PredictorDep) -> schemas.ModelInfo:
-    """Describe the model being served: version, run, test metrics, training time and data version."""
+    """Describe the model being served: version, run, test metrics, horizon and skill per horizon."""
     metadata = predictor.metadata
     return schemas.ModelInfo(
         model_version=predictor.model_version,
@@ -243,7 +293,50 @@ async def model(predictor: PredictorDep) -> schemas.ModelInfo:
         features=[str(name) for name in metadata.get("features") or []],
         source=predictor.source,
         loaded_at=predictor.loaded_at,
+        horizon=predictor.horizon,
+        trained_through=_date(metadata.get("trained_through")),
+        calibrated=predictor.calibration is not None,
+        horizons=_skills(predictor),
     )
+
+
+def _skills(predictor: Predictor) -> list[schemas.HorizonSkill]:
+    """Return the bundle's calibration figures (``metadata["calibration"]``) per horizon, in words too."""
+    figures = predictor.metadata.get("calibration") or {}
+    skipped = predictor.calibration.skipped if predictor.calibration is not None else {}
+    alphas = {stats.horizon: stats.alpha for stats in predictor.bands}
+    out = []
+    for h in range(1, predictor.horizon + 1):
+        entry = figures.get(str(h)) or figures.get(h) or {}
+        if entry.get("skill"):
+            skill = str(entry["skill"])
+        elif h in skipped:
+            skill = f"not calibrated: {skipped[h]}"
+        else:
+            skill = "not calibrated: the bundle has no calibration window; the model's raw bands are served"
+        n = entry.get("n")
+        out.append(
+            schemas.HorizonSkill(
+                horizon=h,
+                shrink=_number(entry.get("shrink")),
+                coverage_raw=_number(entry.get("coverage_raw")),
+                coverage_calibrated=_number(entry.get("coverage_calibrated")),
+                mae_vs_naive=_number(entry.get("mae_vs_naive")),
+                n=None if n is None else int(n),
+                skill=skill,
+                aci_alpha=alphas.get(h),
+            )
+        )
+    return out
+
+
+def _date(value: Any) -> datetime.date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
 
 
 def _number(value: Any) -> float | None:

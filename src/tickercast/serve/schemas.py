@@ -15,16 +15,49 @@ HistoryValue = float | int | str | bool | None
 class Quantiles(BaseModel):
     """The forecast's distribution as prices."""
 
-    p10: float = Field(description="10th percentile of the next-day close (price)")
-    p50: float = Field(description="Median of the next-day close (price)")
-    p90: float = Field(description="90th percentile of the next-day close (price)")
+    p10: float = Field(description="10th percentile of the forecast close (price)")
+    p50: float = Field(description="Median of the forecast close (price)")
+    p90: float = Field(description="90th percentile of the forecast close (price)")
+
+
+class Band(BaseModel):
+    """The served band of one horizon."""
+
+    lower: float = Field(description="Lower end of the band (price): the served P10")
+    upper: float = Field(description="Upper end of the band (price): the served P90")
+    level: float = Field(description="Nominal coverage of the band (0.8: P10 to P90)", examples=[0.8])
+    calibrated: bool = Field(
+        description=(
+            "True when the band is the conformal layer's (fitted on the model's walk-forward "
+            "residuals and kept on target by adaptive conformal inference); false when it is the "
+            "model's raw P10-P90 (a bundle without calibration)"
+        )
+    )
+
+
+class PathPoint(BaseModel):
+    """The forecast for one trading day after the last close."""
+
+    horizon: int = Field(ge=1, description="Trading days after as_of (1 = the next trading day)")
+    forecast_for: datetime.date = Field(description="Trading date (exchange calendar) the forecast is for")
+    p10: float = Field(description="Served 10th percentile of the close on forecast_for (price)")
+    p50: float = Field(
+        description="Served median of the close on forecast_for (price), shrunk toward the last close "
+        "by the calibration's skill factor"
+    )
+    p90: float = Field(description="Served 90th percentile of the close on forecast_for (price)")
+    band: Band = Field(description="The served P10-P90 band")
+    raw_quantiles: Quantiles = Field(description="The model's own quantiles, before calibration")
 
 
 class ForecastFields(BaseModel):
     """What every forecast reports."""
 
     ticker: str = Field(description="Ticker symbol, upper case", examples=["MSFT"])
-    predicted_price: float = Field(description="Forecast next-day close: the median (P50) of the forecast")
+    predicted_price: float = Field(
+        description="Forecast next-day close: the served median (P50), shrunk toward the last close by "
+        "the calibration's skill factor (equal to the last close where the model has no measurable skill)"
+    )
     change: float = Field(description="Forecast change of the close against the last close, in percent")
     one_diff: float | None = Field(description="Change of the close over the last trading day, in percent")
     three_diff: float | None = Field(
@@ -36,7 +69,14 @@ class ForecastFields(BaseModel):
     sentiment: float | None = Field(
         description="Latest news sentiment for the ticker in [-1, 1] (VADER compound; 0 when no news)"
     )
-    quantiles: Quantiles = Field(description="P10, P50 and P90 of the next-day close")
+    quantiles: Quantiles = Field(
+        description="Served P10, P50 and P90 of the next-day close (the calibrated band when calibrated)"
+    )
+    raw_quantiles: Quantiles = Field(description="The model's own next-day P10, P50, P90, before calibration")
+    calibrated: bool = Field(description="Whether the next-day quantiles are calibrated (see path[].band)")
+    path: list[PathPoint] = Field(
+        description="The forecast for each trading day from 1 to the model's horizon after as_of, in order"
+    )
     last_close: float = Field(description="Close on the as_of date")
     as_of: datetime.date = Field(description="Date of the last data the forecast uses")
     forecast_for: datetime.date = Field(description="Trading date the forecast is for")
@@ -133,6 +173,27 @@ class TickerList(BaseModel):
     as_of: datetime.date = Field(description="Most recent data date across tickers")
 
 
+class HorizonSkill(BaseModel):
+    """What the calibration window says about one horizon of the model."""
+
+    horizon: int = Field(description="Trading days ahead")
+    shrink: float | None = Field(
+        description="Median factor: 0 = the random walk (tomorrow = today), 1 = the raw model; "
+        "null where the horizon is not calibrated"
+    )
+    coverage_raw: float | None = Field(description="Share of outcomes inside the raw P10-P90 band")
+    coverage_calibrated: float | None = Field(description="Share inside the calibrated band")
+    mae_vs_naive: float | None = Field(description="MAE of the shrunk median relative to the random walk")
+    n: int | None = Field(description="Settled forecasts in the calibration window")
+    skill: str = Field(
+        description="The skill in plain words",
+        examples=["no measurable skill over the random walk at 5 days (shrink 0.00)"],
+    )
+    aci_alpha: float | None = Field(
+        description="Current adaptive conformal miscoverage of the served band (nominal 0.2)"
+    )
+
+
 class ModelInfo(BaseModel):
     """The model being served."""
 
@@ -147,6 +208,14 @@ class ModelInfo(BaseModel):
     features: list[str] = Field(description="Input variables of the model")
     source: str = Field(description="Model URI or bundle folder the model was loaded from")
     loaded_at: datetime.datetime = Field(description="When this model and data started serving (UTC)")
+    horizon: int = Field(description="Trading days ahead the model forecasts (1 to horizon)")
+    trained_through: datetime.date | None = Field(
+        description="Last date of the data the model was fitted on (its calibration window follows)"
+    )
+    calibrated: bool = Field(description="Whether the bundle carries a calibration (conformal layer)")
+    horizons: list[HorizonSkill] = Field(
+        description="Per horizon: skill shrinkage, calibration coverage and the skill in words"
+    )
 
 
 class Health(BaseModel):

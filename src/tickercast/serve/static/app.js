@@ -106,6 +106,48 @@
     setText("trained-at", when(model.trained_at));
     setText("run-id", model.run_id ? String(model.run_id).slice(0, 12) : "–");
     $("run-id").title = model.run_id || "";
+    const horizon = model.horizon;
+    setText("model-horizon", isNum(horizon) ? (horizon === 1 ? "1 trading day" : `1–${horizon} trading days`) : "–");
+    setText("trained-through", model.trained_through || "–");
+    const skilled = renderSkill(model.horizons || []);
+    if (skilled !== null) {
+      // The calibration window's verdict outranks one test window's MAE.
+      badge.textContent = skilled.length ? `skill at ${skilled.join(", ")} d` : "no measurable skill";
+      badge.className = `pill ${skilled.length ? "good" : "bad"}`;
+    }
+  }
+
+  // The skill in words, as the calibration window measured it: first and last horizon in the
+  // summary, every horizon in the table. Returns the horizons with skill (null: none stated).
+  function renderSkill(horizons) {
+    const summary = $("skill-summary");
+    const body = $("skill-table").querySelector("tbody");
+    body.replaceChildren();
+    if (!horizons.length) {
+      summary.textContent = "Not stated: this model has no calibration window.";
+      summary.className = "skill-summary none";
+      return null;
+    }
+    const ends = horizons.length > 1 ? [horizons[0], horizons[horizons.length - 1]] : [horizons[0]];
+    const sentence = ends.map((h) => h.skill).join("; ");
+    summary.textContent = sentence.charAt(0).toUpperCase() + sentence.slice(1) + ".";
+    const stated = horizons.filter((h) => isNum(h.shrink));
+    const skilled = stated.filter((h) => h.shrink > 0 && !/^no measurable skill/.test(h.skill || "")).map((h) => h.horizon);
+    summary.className = `skill-summary${skilled.length ? "" : " none"}`;
+    const cov = (v) => (isNum(v) ? `${(v * 100).toFixed(0)}%` : "–");
+    for (const h of horizons) {
+      const row = document.createElement("tr");
+      row.title = h.skill || "";
+      for (const text of [
+        String(h.horizon),
+        isNum(h.shrink) ? h.shrink.toFixed(2) : "–",
+        `${cov(h.coverage_raw)} → ${cov(h.coverage_calibrated)}`,
+      ]) {
+        row.append(Object.assign(document.createElement("td"), { textContent: text }));
+      }
+      body.append(row);
+    }
+    return stated.length ? skilled : null;
   }
 
   // --- forecast tiles --------------------------------------------------------------------------------
@@ -119,6 +161,7 @@
     setText("forecast-for", p.forecast_for ? `· ${p.forecast_for}` : "");
     setText("as-of", p.as_of ? `From data up to ${p.as_of}` : "");
     setText("band", isNum(p10) && isNum(p90) ? `${price(p10)} – ${price(p90)}` : "–");
+    setText("band-kind", p.calibrated ? "· calibrated" : p.calibrated === false ? "· the model's own" : "");
     if (isNum(p10) && isNum(p90) && isNum(p50)) {
       // Scale the bar to ±(band) around the median, so the median sits where it falls in the band.
       const half = Math.max(p50 - p10, p90 - p50, 1e-9) * 1.25;
@@ -133,9 +176,38 @@
       const v = p[{ 1: "one_diff", 3: "three_diff", 5: "five_diff" }[days]];
       setText(`diff-${days}`, pct(v), trend(v));
     }
+    renderPath(forecastPath(p));
     const s = p.sentiment;
     setText("sentiment", isNum(s) ? `${s > 0 ? "+" : ""}${s.toFixed(2)}` : "no news", isNum(s) ? trend(s) : "flat");
     $("sentiment-marker").style.left = `calc(${((isNum(s) ? Math.max(-1, Math.min(1, s)) : 0) + 1) * 50}% - 2px)`;
+  }
+
+  // The path over every horizon; an API without one gives the next day only.
+  function forecastPath(p) {
+    if (Array.isArray(p.path) && p.path.length) return p.path;
+    const q = p.quantiles || {};
+    return [{ horizon: 1, forecast_for: p.forecast_for, p10: q.p10, p50: isNum(q.p50) ? q.p50 : p.predicted_price, p90: q.p90 }];
+  }
+
+  function renderPath(path) {
+    const body = $("path-table").querySelector("tbody");
+    body.replaceChildren();
+    for (const point of path) {
+      const row = document.createElement("tr");
+      const cells = [
+        [String(point.horizon), ""],
+        [point.forecast_for, ""],
+        [price(point.p10), "p10"],
+        [price(point.p50), "p50"],
+        [price(point.p90), "p90"],
+      ];
+      for (const [text, cls] of cells) {
+        row.append(Object.assign(document.createElement("td"), { textContent: text, className: cls }));
+      }
+      body.append(row);
+    }
+    const last = path[path.length - 1];
+    setText("path-caption", path.length > 1 ? `· next ${path.length} trading days to ${last.forecast_for}` : "· next trading day");
   }
 
   // --- importances -----------------------------------------------------------------------------------
@@ -204,19 +276,20 @@
       chart = null;
     }
     const recent = points.slice(-HISTORY_DAYS);
-    const q = p.quantiles || {};
+    const path = forecastPath(p);
     const xs = recent.map(([t]) => t);
     const close = recent.map(([, c]) => c);
     const lastClose = close[close.length - 1];
     const pad = (n) => new Array(n).fill(null);
     const n = xs.length;
-    const tail = (v) => [...pad(n - 1), lastClose, v];
+    // The cone: every series starts at the last close and runs through the path's days.
+    const cone = (key) => [...pad(n - 1), lastClose, ...path.map((point) => (isNum(point[key]) ? point[key] : null))];
     const data = [
-      [...xs, toTs(p.forecast_for)],
-      [...close, null],
-      tail(isNum(q.p50) ? q.p50 : p.predicted_price),
-      tail(q.p10),
-      tail(q.p90),
+      [...xs, ...path.map((point) => toTs(point.forecast_for))],
+      [...close, ...pad(path.length)],
+      cone("p50"),
+      cone("p10"),
+      cone("p90"),
     ];
     const accent = cssVar("--accent") || "#1d4ed8";
     const forecast = cssVar("--forecast") || "#f59e0b";
@@ -224,8 +297,8 @@
     const grid = { stroke: cssVar("--line") || "#e2e8f0", width: 1 };
     const axis = { stroke: cssVar("--muted") || "#64748b", grid, ticks: { stroke: grid.stroke } };
     const lastTs = xs[n - 1];
-    const forecastTs = data[0][n];
-    // Leave room right of the forecast so the band is not clipped by the plot edge.
+    const forecastTs = data[0][data[0].length - 1];
+    // Leave room right of the last forecast day so the cone is not clipped by the plot edge.
     const xMax = forecastTs + Math.max(3 * 86400, (forecastTs - xs[0]) * 0.04);
     const muted = cssVar("--muted") || "#64748b";
     const markAsOf = (u) => {
@@ -258,7 +331,7 @@
       series: [
         { label: "Date", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 10)) },
         { label: "Close", stroke: accent, width: 2, fill: "rgba(29,78,216,0.06)", value: (u, v) => price(v) },
-        { label: "Forecast P50", stroke: forecast, width: 2, dash: [6, 4], points: { show: true, size: 8, fill: forecast }, value: (u, v) => price(v) },
+        { label: "Forecast P50", stroke: forecast, width: 2, dash: [6, 4], points: { show: true, size: 6, fill: forecast }, value: (u, v) => price(v) },
         { label: "P10", stroke: "rgba(245,158,11,0.6)", width: 1, value: (u, v) => price(v) },
         { label: "P90", stroke: "rgba(245,158,11,0.6)", width: 1, value: (u, v) => price(v) },
       ],
@@ -268,6 +341,7 @@
     chart = new uPlot(opts, data, el);
     el.dataset.kind = "uplot";
     el.dataset.points = String(n);
+    el.dataset.cone = String(path.length);
   }
 
   function drawImage(ticker, p) {
@@ -277,7 +351,8 @@
       chart = null;
     }
     const img = document.createElement("img");
-    img.alt = `${ticker}: last closes with the next-day forecast and its P10–P90 band`;
+    img.alt = `${ticker}: last closes with the forecast cone (P50 and the P10–P90 band for each day)`;
+    el.dataset.cone = String(forecastPath(p).length);
     img.src = p.image_url || `/plot/${encodeURIComponent(ticker)}`;
     el.replaceChildren(img);
     el.dataset.kind = "image";
@@ -317,7 +392,14 @@
     banner(null);
     renderForecast(p);
     setText("chart-title", `${p.ticker} · closing prices`);
-    setText("chart-subtitle", `Last ${HISTORY_DAYS} trading days up to ${p.as_of}, forecast for ${p.forecast_for}`);
+    const path = forecastPath(p);
+    const until = path[path.length - 1].forecast_for;
+    setText(
+      "chart-subtitle",
+      path.length > 1
+        ? `Last ${HISTORY_DAYS} trading days up to ${p.as_of}; forecast cone from ${p.forecast_for} to ${until}`
+        : `Last ${HISTORY_DAYS} trading days up to ${p.as_of}, forecast for ${p.forecast_for}`,
+    );
     const points = hist.status === "fulfilled" ? historyPoints(hist.value) : [];
     if (points.length >= 2 && typeof uPlot === "function") {
       drawChart(points, p);
