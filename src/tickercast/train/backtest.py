@@ -382,8 +382,12 @@ def refit_records(
     train: Callable[..., Any] = fit.train  # ``through`` drops rows dated after it before the split
     # Refits register under their own name, so a model trained on older data never meets the
     # promotion gate of the served one.
+    # One process: DDP would start its other ranks by re-running this backtest's command line.
     refit_settings = settings.model_copy(
-        update={"registered_model_name": f"{settings.registered_model_name}{REFIT_SUFFIX}"}
+        update={
+            "registered_model_name": f"{settings.registered_model_name}{REFIT_SUFFIX}",
+            "train": settings.train.model_copy(update={"devices": 1, "num_nodes": 1}),
+        }
     )
     dates = trading_dates(curated)
     parts = []

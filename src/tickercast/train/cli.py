@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -81,6 +82,16 @@ def train_command(
             "--resume", help="Continue the latest run from its last checkpoint, in the same MLflow run."
         ),
     ] = False,
+    through: Annotated[
+        datetime | None,
+        typer.Option(
+            "--through",
+            formats=["%Y-%m-%d"],
+            help="Learn only from curated rows dated on or before this day (YYYY-MM-DD), e.g. to "
+            "backtest the model on the days after it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train the Temporal Fusion Transformer, evaluate, register and maybe promote it.
 
@@ -106,7 +117,7 @@ def train_command(
         },
     }
     settings = settings_for(ctx, overrides)
-    result = train(settings, resume=resume)
+    result = train(settings, resume=resume, through=through.date() if through else None)
     if result.rank != 0:
         return
     m = result.test_metrics
