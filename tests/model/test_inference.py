@@ -127,3 +127,24 @@ def test_walk_forward_reads_nothing_after_its_origin(bundle: ModelBundle, curate
     assert not np.allclose(records.loc[~upto, "q50"], again.loc[~upto.to_numpy(), "q50"])
     with pytest.raises(ValueError, match="1 to 5 days ahead"):
         walk_forward(bundle, curated, origins, horizon=6)
+
+
+def test_symbols_the_model_never_saw_are_forecast_as_separate_series(
+    bundle: ModelBundle, curated: pd.DataFrame
+) -> None:
+    from tickercast.model.inference import predict_paths
+
+    # Two tickers listed after the model was trained: each must be its own series, as when alone.
+    symbols = sorted(curated["symbol"].unique())
+    renamed = curated.assign(symbol=curated["symbol"].replace({symbols[0]: "ZZNEW", symbols[1]: "ZZNEWER"}))
+    together = predict_paths(bundle, renamed).set_index(["symbol", "horizon"])
+    for symbol in ("ZZNEW", "ZZNEWER"):
+        alone = predict_paths(bundle, renamed[renamed["symbol"] == symbol]).set_index(["symbol", "horizon"])
+        pd.testing.assert_frame_equal(together.loc[alone.index], alone)
+    dates = sorted(renamed["date"].unique())
+    origins = dates[-30:-5:5]
+    both = walk_forward(bundle, renamed, origins).set_index(["symbol", "origin", "horizon"])
+    for symbol in ("ZZNEW", "ZZNEWER"):
+        alone = walk_forward(bundle, renamed[renamed["symbol"] == symbol], origins)
+        alone = alone.set_index(["symbol", "origin", "horizon"])
+        pd.testing.assert_frame_equal(both.loc[alone.index], alone)

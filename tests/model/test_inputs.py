@@ -59,7 +59,8 @@ def test_the_decoder_row_carries_the_next_trading_days_calendar(curated: pd.Data
     # One symbol ends on Christmas Eve (Tuesday): the next trading day is Thursday 2024-12-26.
     first = sorted(frame["symbol"].unique())[0]
     ends = frame[(frame["symbol"] != first) | (frame["date"] <= "2024-12-24")]
-    dataset, info = inputs.prediction_dataset(parameters, ends, 10)
+    rows, info = inputs.prediction_rows(parameters, ends, 10)
+    dataset = TimeSeriesDataSet.from_parameters(parameters, rows, predict=True, stop_randomization=True)
     by_symbol = info.set_index("symbol")["forecast_for"].astype(str)
     assert by_symbol[first] == "2024-12-26" and by_symbol.drop(first).eq("2025-01-02").all()
 
@@ -92,7 +93,8 @@ def test_every_horizon_gets_a_decoder_row_on_the_exchange_calendar(curated: pd.D
     assert inputs.horizon_of(parameters) == 3
     first = sorted(frame["symbol"].unique())[0]
     ends = frame[(frame["symbol"] != first) | (frame["date"] <= "2024-12-24")]
-    dataset, info = inputs.prediction_dataset(parameters, ends, 10)
+    rows, info = inputs.prediction_rows(parameters, ends, 10)
+    dataset = TimeSeriesDataSet.from_parameters(parameters, rows, predict=True, stop_randomization=True)
     mine = info[info["symbol"] == first]
     # Christmas Day and the weekend are skipped; the path starts after the origin.
     assert mine["forecast_for"].astype(str).tolist() == ["2024-12-26", "2024-12-27", "2024-12-30"]

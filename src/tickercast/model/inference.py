@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,53 @@ def forecast_dataset(
     return result, {k: np.concatenate(v) if v else np.empty((0, 0)) for k, v in parts.items()}
 
 
+def forecast_rows(
+    bundle: ModelBundle, rows: pd.DataFrame, *, interpret: bool = False, **dataset_options: Any
+) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
+    """Build the dataset of model ``rows`` and forecast it, as :func:`forecast_dataset` does.
+
+    Symbols the model never saw each get a pass of their own
+    (:func:`tickercast.model.inputs.separate_unseen`); ``sample`` numbers run on across the passes
+    and the interpretation arrays are concatenated in the same order.
+
+    Args:
+        bundle: The loaded model.
+        rows: Model rows (:func:`tickercast.model.inputs.model_frame`).
+        interpret: Also return the per-sample interpretation arrays.
+        **dataset_options: Passed to ``TimeSeriesDataSet.from_parameters`` (``predict``,
+            ``min_prediction_idx``...).
+
+    """
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    options = {"stop_randomization": True, **dataset_options}
+    frames: list[pd.DataFrame] = []
+    arrays: dict[str, list[np.ndarray]] = {}
+    offset = 0
+    built = 0
+    failure: AssertionError | None = None
+    for part in inputs.separate_unseen(bundle.dataset_parameters, rows):
+        try:
+            dataset = TimeSeriesDataSet.from_parameters(bundle.dataset_parameters, part, **options)
+        except AssertionError as error:  # pytorch-forecasting's "no sample left" check
+            failure = error
+            continue
+        built += 1
+        steps, parts = forecast_dataset(bundle.network, dataset, interpret=interpret)
+        if len(steps):
+            frames.append(steps.assign(sample=steps["sample"] + offset))
+        for key, value in (parts or {}).items():
+            if value.size:
+                arrays.setdefault(key, []).append(value)
+        offset += len(dataset)
+    if not built and failure is not None:
+        raise failure
+    steps = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not interpret:
+        return steps, None
+    return steps, {key: np.concatenate(values) for key, values in arrays.items()}
+
+
 def _longest_per_origin(steps: pd.DataFrame) -> pd.DataFrame:
     """Keep one sample per symbol and first forecast day: the one that forecasts the most days.
 
@@ -127,15 +174,15 @@ def _shares(values: np.ndarray, names: list[str]) -> dict[str, float]:
     return {name: float(v) / total for name, v in zip(names, values, strict=True)}
 
 
-def prediction_inputs(bundle: ModelBundle, frame: pd.DataFrame) -> tuple[TimeSeriesDataSet, pd.DataFrame]:
-    """Build the one-step-ahead dataset of every symbol in ``frame``.
+def prediction_inputs(bundle: ModelBundle, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build the model rows that forecast the path after every symbol's last row in ``frame``.
 
     Args:
         bundle: The loaded model.
         frame: Curated rows, as for :func:`predict`.
 
     Returns:
-        The dataset and the per-symbol frame of :func:`tickercast.model.inputs.prediction_dataset`.
+        The rows and the per-symbol frame of :func:`tickercast.model.inputs.prediction_rows`.
 
     Raises:
         InsufficientHistoryError: A symbol has too little history.
@@ -150,7 +197,7 @@ def prediction_inputs(bundle: ModelBundle, frame: pd.DataFrame) -> tuple[TimeSer
             f"not enough history for {', '.join(short)}: each symbol needs "
             f"{bundle.metadata.get('min_history_rows')} curated rows after the 200-day indicator warm-up"
         )
-    return inputs.prediction_dataset(bundle.dataset_parameters, rows, bundle.max_encoder_length)
+    return inputs.prediction_rows(bundle.dataset_parameters, rows, bundle.max_encoder_length)
 
 
 def cumulative_quantiles(steps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -193,8 +240,8 @@ def predict_paths(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
         InsufficientHistoryError: A symbol has too little history.
 
     """
-    dataset, info = prediction_inputs(bundle, frame)
-    steps, _ = forecast_dataset(bundle.network, dataset)
+    rows, info = prediction_inputs(bundle, frame)
+    steps, _ = forecast_rows(bundle, rows, predict=True)
     paths = cumulative_quantiles(steps, ["sample"]).rename(columns={"step": "horizon"})
     paths = paths.drop(columns=["sample", schema.TIME_IDX])
     merged = info.merge(paths, on=[schema.SYMBOL, "horizon"], how="left")
@@ -241,8 +288,8 @@ def explain(bundle: ModelBundle, frame: pd.DataFrame) -> dict[str, dict]:
         (feature -> share summing to 1), "attention" (list over encoder steps, oldest first)}}``.
 
     """
-    dataset, _ = prediction_inputs(bundle, frame)
-    steps, parts = forecast_dataset(bundle.network, dataset, interpret=True)
+    rows, _ = prediction_inputs(bundle, frame)
+    steps, parts = forecast_rows(bundle, rows, interpret=True, predict=True)
     assert parts is not None
     network = bundle.network
     result: dict[str, dict] = {}
@@ -277,13 +324,8 @@ def backtest(
         ``interpret``, ``{"encoder": {feature: share}, "decoder": ..., "static": ...}``.
 
     """
-    from pytorch_forecasting import TimeSeriesDataSet
-
     rows = inputs.model_frame(curated, bundle.spec)
-    dataset = TimeSeriesDataSet.from_parameters(
-        bundle.dataset_parameters, rows, min_prediction_idx=int(start_idx), stop_randomization=True
-    )
-    steps, parts = forecast_dataset(bundle.network, dataset, interpret=interpret)
+    steps, parts = forecast_rows(bundle, rows, interpret=interpret, min_prediction_idx=int(start_idx))
     quantiles = steps[steps["step"] == 1]
     lookup = rows[
         [schema.SYMBOL, schema.TIME_IDX, schema.DATE, inputs.PREV_DATE, inputs.PREV_CLOSE, schema.CLOSE]
@@ -343,13 +385,16 @@ def walk_forward(
     if at_origin.empty:
         return pd.DataFrame(columns=["model", *columns, "actual"])
     inner = _paths_inside(bundle, rows, at_origin, horizon)
-    # Origins on a symbol's last row have no rows after them: forecast those as serving does.
+    # Origins on a symbol's last row have no rows after them: forecast those as serving does
+    # (an origin with too short a history is not forecast, as in the batched pass).
     done = set(zip(inner[schema.SYMBOL], inner["origin"], strict=True))
+    pairs = zip(at_origin[schema.SYMBOL], at_origin[schema.DATE].dt.date, strict=True)
+    last_row = rows.groupby(schema.SYMBOL)[schema.DATE].transform("max").loc[at_origin.index]
+    history = rows.groupby(schema.SYMBOL).cumcount().loc[at_origin.index] + 1
     pending = at_origin[
-        [
-            (s, d.date()) not in done
-            for s, d in zip(at_origin[schema.SYMBOL], at_origin[schema.DATE], strict=True)
-        ]
+        np.array([pair not in done for pair in pairs], dtype=bool)
+        & (at_origin[schema.DATE] == last_row).to_numpy()
+        & (history >= bundle.max_encoder_length).to_numpy()
     ]
     parts = [inner]
     dates = pd.to_datetime(curated[schema.DATE])
@@ -366,16 +411,11 @@ def _paths_inside(
     bundle: ModelBundle, rows: pd.DataFrame, at_origin: pd.DataFrame, horizon: int
 ) -> pd.DataFrame:
     """Walk-forward paths from origins that have rows after them, in one batched pass over ``rows``."""
-    from pytorch_forecasting import TimeSeriesDataSet
-
     columns = [schema.SYMBOL, "origin", "horizon", "forecast_for", "last_close", "q10", "q50", "q90", "vol"]
     first_target = int(at_origin[schema.TIME_IDX].min()) + 1
     if not (rows[schema.TIME_IDX] >= first_target).any():
         return pd.DataFrame(columns=[*columns, "actual"])
-    dataset = TimeSeriesDataSet.from_parameters(
-        bundle.dataset_parameters, rows, min_prediction_idx=first_target, stop_randomization=True
-    )
-    steps, _ = forecast_dataset(bundle.network, dataset)
+    steps, _ = forecast_rows(bundle, rows, min_prediction_idx=first_target)
     # A sample's origin is the row before its first decoder step.
     first = steps.loc[steps["step"] == 1, ["sample", schema.TIME_IDX]]
     origin_idx = dict(zip(first["sample"], first[schema.TIME_IDX] - 1, strict=True))

@@ -2,7 +2,7 @@
 
 Training, evaluation, tuning and serving all go through :func:`model_frame` (curated rows ->
 scale-free model features); training builds its datasets with :func:`dataset_kwargs` and serving
-its forecasts with :func:`prediction_dataset`, so the features a model was trained on are, by
+its forecasts with :func:`prediction_rows`, so the features a model was trained on are, by
 construction, the features it is served with.
 
 Choices (``docs/training.md`` explains them):
@@ -33,8 +33,6 @@ from tickercast import schema
 from tickercast.features.calendar import add_calendar_columns, next_trading_day, trading_days_from
 
 if TYPE_CHECKING:
-    from pytorch_forecasting import TimeSeriesDataSet
-
     from tickercast.config import ModelParams
 
 TARGET = schema.LOG_RETURN
@@ -222,10 +220,10 @@ def horizon_of(parameters: dict[str, Any]) -> int:
     return int(parameters.get("max_prediction_length", 1))
 
 
-def prediction_dataset(
+def prediction_rows(
     parameters: dict[str, Any], frame: pd.DataFrame, max_encoder_length: int
-) -> tuple[TimeSeriesDataSet, pd.DataFrame]:
-    """Build the dataset that forecasts the ``horizon`` trading days after each symbol's last row.
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build the rows that forecast the ``horizon`` trading days after each symbol's last row.
 
     ``horizon`` decoder rows per symbol are appended, dated on the exchange calendar: their known
     inputs (``time_idx``, calendar) are those of the following trading days; their unknown inputs
@@ -238,13 +236,12 @@ def prediction_dataset(
         max_encoder_length: Rows of history each forecast uses.
 
     Returns:
-        The dataset (one sample per symbol) and a frame of ``symbol, as_of, horizon, forecast_for,
-        last_close, vol`` (one row per symbol and horizon; ``vol`` is the daily volatility at the
-        origin, ``rv_20 / sqrt(252)``).
+        The model rows (history and decoder rows; build the dataset with ``predict=True``: one
+        sample per symbol) and a frame of ``symbol, as_of, horizon, forecast_for, last_close, vol``
+        (one row per symbol and horizon; ``vol`` is the daily volatility at the origin,
+        ``rv_20 / sqrt(252)``).
 
     """
-    from pytorch_forecasting import TimeSeriesDataSet
-
     horizon = horizon_of(parameters)
     tail = frame.groupby(schema.SYMBOL, sort=True).tail(max_encoder_length)
     last = tail.groupby(schema.SYMBOL, sort=True).tail(1).reset_index(drop=True)
@@ -262,7 +259,6 @@ def prediction_dataset(
     future = add_calendar_columns(future).astype({c: float for c in schema.CALENDAR_COLUMNS})
     future[TARGET] = 0.0
     rows = pd.concat([tail, future], ignore_index=True).sort_values([schema.SYMBOL, schema.TIME_IDX])
-    dataset = TimeSeriesDataSet.from_parameters(parameters, rows, predict=True, stop_randomization=True)
     info = pd.DataFrame(
         {
             schema.SYMBOL: future[schema.SYMBOL].to_numpy(),
@@ -273,4 +269,23 @@ def prediction_dataset(
             "vol": np.repeat((last[VOL_COLUMN] / np.sqrt(252.0)).to_numpy(), horizon),
         }
     )
-    return dataset, info
+    return rows, info
+
+
+def separate_unseen(parameters: dict[str, Any], rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """Split model rows so that no two symbols the model never saw share one dataset.
+
+    pytorch-forecasting encodes every group id its training set did not hold as the same class, so
+    two such symbols in one dataset would be read as one series, their rows interleaved. Symbols the
+    model knows stay together (one batched pass); each unseen one gets a pass of its own.
+
+    Returns:
+        The parts, known symbols first; an empty list for empty ``rows``.
+
+    """
+    encoder = parameters.get("categorical_encoders", {}).get(f"__group_id__{schema.SYMBOL}")
+    known = set(getattr(encoder, "classes_", {}))
+    symbols = rows[schema.SYMBOL].astype(str)
+    unseen = sorted(set(symbols) - known)
+    parts = [rows[~symbols.isin(unseen)]] + [rows[symbols == symbol] for symbol in unseen]
+    return [part for part in parts if len(part)]
