@@ -334,7 +334,9 @@ def _finish(
         bundle_dir, network, datasets.train.get_parameters(), datasets.spec, params.model_dump(), metadata
     )
     bundle = ModelBundle.load(bundle_dir)
-    calibration, records = calibrate(bundle, curated, held_out_origins(datasets.frame, datasets.split))
+    # The held-out window's walk-forward records serve twice: the calibration and the promotion gate.
+    origins = held_out_origins(datasets.frame, datasets.split)
+    calibration, records = calibrate(bundle, curated, origins)
     ModelBundle.write_calibration(bundle_dir, calibration)
     skill = calibration_summary(calibration)
     ModelBundle.update_metadata(bundle_dir, calibration=skill)
@@ -359,7 +361,6 @@ def _finish(
 
     # Promotion gate: candidate and champion walked forward over the candidate's held-out window.
     name = settings.registered_model_name
-    origins = held_out_origins(datasets.frame, datasets.split)
     decision = promotion_gate(
         settings, bundle, records, curated, origins, evaluation, datasets.split.test_start_idx
     )

@@ -61,11 +61,16 @@ class GateBoard:
 
 
 def seen_through(metadata: Mapping[str, Any]) -> dt.date | None:
-    """Return the last date a bundle learnt from (``trained_through``, else before ``split.test_start``)."""
-    from tickercast.train.backtest import seen_through as backtest_seen_through
+    """Return the last date a bundle learnt from (``trained_through``, else before ``split.test_start``).
 
-    seen = backtest_seen_through(metadata)
-    return None if seen is None else seen[0]
+    The same reading as :func:`tickercast.train.backtest.seen_through`; kept here because the
+    backtest imports training (its refits), which imports this gate.
+    """
+    through = metadata.get("trained_through")
+    if through:
+        return dt.date.fromisoformat(str(through)[:10])
+    start = (metadata.get("split") or {}).get("test_start")
+    return dt.date.fromisoformat(str(start)[:10]) - dt.timedelta(days=1) if start else None
 
 
 def unseen_origins(origins: Sequence[dt.date], seen: dt.date | None) -> list[dt.date]:
@@ -110,15 +115,19 @@ def score_gate(
         ValueError: No origin has a settled forecast from both models and the random walk.
 
     """
-    from tickercast.train.backtest import with_truth
-
     wanted = set(origins)
     skeleton = origin_rows(curated, sorted(wanted), horizon)
+
+    def with_truth(records: pd.DataFrame) -> pd.DataFrame:
+        # Every model gets the same truth from the data: close at the origin, vol, actual.
+        forecasts = records[["model", *metrics.KEY, *metrics.QUANTILE_COLUMNS]]
+        return forecasts.merge(skeleton, on=list(metrics.KEY), how="inner")
+
     parts = []
     for name, records in ((CANDIDATE, candidate), (CHAMPION, champion)):
         mine = records[records["origin"].isin(wanted) & (records["horizon"] <= horizon)]
-        parts.append(calibrated_records(with_truth(mine, skeleton), name))
-    parts.append(with_truth(naive(curated, sorted(wanted), horizon), skeleton))
+        parts.append(calibrated_records(with_truth(mine), name))
+    parts.append(with_truth(naive(curated, sorted(wanted), horizon)))
     rows = metrics.common_rows(metrics.effective_quantiles(pd.concat(parts, ignore_index=True)))
     if rows.empty:
         raise ValueError("no origin has a settled forecast from the candidate, the champion and naive")
