@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.distributed]
 
 DEVICES = 2
 SYNTH = ["--source", "synth", "--tickers", "3", "--days", "420", "--seed", "11"]
-STAGES = ("data", "preprocess", "train", "evaluate")
+STAGES = ("data", "preprocess", "train", "evaluate", "backtest")
 
 
 def _pipeline_command(root: Path, config: Path) -> list[str]:
@@ -49,12 +49,15 @@ def _pipeline(root: Path, config: Path, *args: str, timeout: float = 420) -> sub
 
 
 def _stage_lines(output: str) -> dict[str, str]:
-    """Map each stage to its line in the pipeline's final progress display."""
-    lines = {}
+    """Map each stage to its line in the pipeline's final progress display.
+
+    The display comes before the closing summary, whose ``backtest`` line is not the stage's.
+    """
+    lines: dict[str, str] = {}
     for line in output.splitlines():
         words = line.split()
         if words and words[0] in (*STAGES, "serve"):
-            lines[words[0]] = line
+            lines.setdefault(words[0], line)
     return lines
 
 
@@ -117,13 +120,24 @@ def test_first_run_publishes_every_stage(first_run: tuple[Path, subprocess.Compl
     champion = _champion(root)
     assert champion is not None and state["train"]["model_version"] == champion
     assert state["evaluate"]["model_version"] == champion
+    # The champion's backtest: its leaderboard, and the tft rows at h = 1 and the largest horizon.
+    backtest = state["backtest"]
+    assert backtest["model_version"] == champion and backtest["data_version"] == manifest["data_version"]
+    leaderboard = json.loads((root / backtest["leaderboard"]).read_text())
+    models = {row["model"] for row in leaderboard}
+    assert models == {"tft", "tft_raw", "naive", "drift", "auto_ets", "lightgbm"}
+    assert [row["horizon"] for row in backtest["tft"]] == [1, max(row["horizon"] for row in leaderboard)]
+    tft_h1 = next(r for r in leaderboard if r["model"] == "tft" and r["horizon"] == 1)
+    assert backtest["tft"][0]["scaled_crps"] == tft_h1["scaled_crps"]
     # Each stage's full output is kept for the user.
     train_log = (root / ".pipeline" / "logs" / "train.log").read_text()
     assert " train --data " in train_log.splitlines()[0] and "promoted to champion" in train_log
     # The closing summary: curated rows, the champion and its test metrics against the naive forecast.
     assert f"v{champion}" in result.stderr
     assert "vs naive" in result.stderr
-    assert "ran data, preprocess, train, evaluate" in " ".join(result.stderr.split())
+    summary = " ".join(result.stderr.split())
+    assert f"backtest tft h1 sCRPS {tft_h1['scaled_crps']:.3f}" in summary
+    assert "ran data, preprocess, train, evaluate, backtest" in summary
 
 
 def test_second_run_skips_every_stage_and_serves(
@@ -214,12 +228,12 @@ def test_failed_stage_keeps_earlier_outputs(
     lines = _stage_lines(result.stderr)
     assert "skipped" in lines["data"]
     assert "✘" in lines["preprocess"]
-    assert "not run" in lines["train"] and "not run" in lines["evaluate"]
+    assert all("not run" in lines[stage] for stage in ("train", "evaluate", "backtest"))
 
     assert (root / "curated" / "manifest.json").read_bytes() == manifest_before
     assert _tree_digest(root / "curated" / "features") == features_before
     state_after = json.loads((root / ".pipeline" / "state.json").read_text())
-    for stage in ("preprocess", "train", "evaluate"):
+    for stage in ("preprocess", "train", "evaluate", "backtest"):
         assert state_after[stage] == state_before[stage], stage
     assert _mlflow_runs(root) == runs_before
     assert _champion(root) == champion_before

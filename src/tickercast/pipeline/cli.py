@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from tickercast.errors import UserError
-from tickercast.pipeline.display import manifest_detail, metrics_line, print_summary
+from tickercast.pipeline.display import backtest_detail, manifest_detail, metrics_line, print_summary
 from tickercast.pipeline.stages import Context, Source, StageRun, run_pipeline
 from tickercast.pipeline.state import load_state, state_path
 
@@ -57,10 +57,10 @@ def register(app: typer.Typer) -> None:
         ] = 750,
         seed: Annotated[int, typer.Option(help="--source synth: simulator seed.")] = 7,
     ) -> None:
-        """Run data, preprocess, train (DDP), evaluate and serve, skipping stages with unchanged inputs.
+        """Run data, preprocess, train (DDP), evaluate, backtest and serve, skipping unchanged stages.
 
         A stage is skipped when its inputs are those of its last published output (raw file
-        hashes -> curated data_version -> the model trained on it), as recorded in
+        hashes -> curated data_version -> the model trained on it -> its backtest), as recorded in
         DIR/.pipeline/state.json; --force reruns them all. Each stage's full output goes to
         DIR/.pipeline/logs/<stage>.log. A failing stage stops the run and leaves everything
         published before it as it was. `make demo` is `pipeline run --data data --source sample --serve`.
@@ -132,6 +132,10 @@ def _closing_summary(ctx: Context, runs: list[StageRun], serve: bool, seconds: f
         version, run_id = champion
         lines.append(f"champion  {ctx.settings.registered_model_name} v{version} (run {run_id[:8]})")
         lines.append(f"test      {metrics_line(champion_metrics(ctx.settings, run_id))}")
+    backtest = ctx.results.get("backtest")
+    if backtest:
+        lines.append(f"backtest  tft {backtest_detail(backtest.get('tft') or [])}")
+        lines.append(f"          leaderboard {ctx.data_root / backtest['leaderboard']}")
     if serve:
         lines.append(
             f"API       http://{ctx.settings.serve.host}:{ctx.settings.serve.port}  (Ctrl-C stops it)"

@@ -116,6 +116,32 @@ def metrics_line(metrics: dict[str, float]) -> str:
     return text
 
 
+def backtest_detail(rows: list[dict[str, Any]]) -> str:
+    """Describe the champion's backtest in one line: scaled CRPS (naive's) and MAE vs naive per horizon.
+
+    Args:
+        rows: The ``tft`` leaderboard rows kept by the backtest stage (``horizon``, ``scaled_crps``,
+            ``mae_vs_naive``, ``naive_scaled_crps``), typically h = 1 and the largest horizon.
+
+    Returns:
+        E.g. ``h1 sCRPS 0.612 (naive 0.630), MAE/naive 0.998; h5 sCRPS ...``.
+
+    """
+    if not rows:
+        return "no tft row in the leaderboard"
+
+    def number(value: Any, fmt: str) -> str:
+        return "n/a" if value is None else format(float(value), fmt)
+
+    parts = []
+    for row in sorted(rows, key=lambda r: int(r["horizon"])):
+        naive = row.get("naive_scaled_crps")
+        text = f"h{row['horizon']} sCRPS {number(row.get('scaled_crps'), '.3f')}"
+        text += f" (naive {number(naive, '.3f')})" if naive is not None else ""
+        parts.append(f"{text}, MAE/naive {number(row.get('mae_vs_naive'), '.3f')}")
+    return "; ".join(parts)
+
+
 def print_summary(
     lines: list[str], ran: list[str], skipped: list[str], seconds: float, state_file: Any
 ) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tickercast import schema
 from tickercast.errors import UserError
 from tickercast.manifest import find_manifest
-from tickercast.pipeline.display import manifest_detail, progress_display
+from tickercast.pipeline.display import backtest_detail, manifest_detail, progress_display
 from tickercast.pipeline.runner import StageFailed, run_cli
 from tickercast.pipeline.state import (
     hash_raw_files,
@@ -253,6 +253,70 @@ def _evaluate_ran(ctx: Context, record: Record) -> str:
     return f"champion v{version} evaluated on data_version {record['data_version'][:12]}"
 
 
+# --- backtest: the champion walked forward against the baselines -------------------------------------
+
+# Every baseline but AutoARIMA, whose order search is most of a backtest's time on the demo's data;
+# the origins default to those that fit the champion's unseen window (the command's own default).
+BACKTEST_MODELS = "tft,naive,drift,auto_ets,lightgbm"
+BACKTEST_OPTIONS = ("--models", BACKTEST_MODELS)
+
+
+def _backtest_fingerprint(ctx: Context, report: Callable[[str], None]) -> Record:
+    if ctx.champion is None:
+        from tickercast.train.tracking import champion_model
+
+        ctx.champion = champion_model(ctx.settings)
+    if ctx.champion is None:
+        raise StageFailed("backtest failed: no model holds the champion alias; see the train log")
+    return {
+        "model_version": ctx.champion[0],
+        "data_version": ctx.data_version,
+        "options": " ".join(BACKTEST_OPTIONS),
+    }
+
+
+def _backtest_present(ctx: Context, previous: Record) -> bool:
+    leaderboard = previous.get("leaderboard")
+    return bool(leaderboard) and (ctx.data_root / str(leaderboard)).is_file()
+
+
+def _backtest_records(ctx: Context, started: float) -> Record:
+    """Record the leaderboard the run wrote and the tft rows at h = 1 and at the largest horizon."""
+    import json
+
+    runs = ctx.settings.reports_dir / "backtest"
+    written = [p for p in runs.glob("*/leaderboard.json") if p.stat().st_mtime >= started - 1]
+    if not written:
+        raise StageFailed(f"backtest failed: it exited cleanly but wrote no leaderboard under {runs}")
+    leaderboard = max(written, key=lambda p: p.parent.name)
+    rows = json.loads(leaderboard.read_text())
+    horizons = sorted({int(r["horizon"]) for r in rows})
+    ends = sorted({horizons[0], horizons[-1]})
+    naive = {int(r["horizon"]): r["scaled_crps"] for r in rows if r["model"] == "naive"}
+    tft = [
+        {
+            "horizon": int(r["horizon"]),
+            "scaled_crps": r["scaled_crps"],
+            "mae_vs_naive": r["mae_vs_naive"],
+            "rank": r["rank"],
+            "naive_scaled_crps": naive.get(int(r["horizon"])),
+        }
+        for r in rows
+        if r["model"] == "tft" and int(r["horizon"]) in ends
+    ]
+    return {"leaderboard": leaderboard.relative_to(ctx.data_root).as_posix(), "tft": tft}
+
+
+def _backtest_skipped(ctx: Context, previous: Record) -> str:
+    return f"champion v{previous['model_version']} already backtested on this data: " + backtest_detail(
+        previous.get("tft") or []
+    )
+
+
+def _backtest_ran(ctx: Context, record: Record) -> str:
+    return f"champion v{record['model_version']}: " + backtest_detail(record.get("tft") or [])
+
+
 # --- The table and its runner ------------------------------------------------------------------------
 
 
@@ -297,6 +361,15 @@ PIPELINE: tuple[Stage, ...] = (
         records=_evaluate_records,
         skipped=lambda ctx, prev: f"champion v{prev['model_version']} already evaluated on this data",
         ran=_evaluate_ran,
+    ),
+    Stage(
+        name="backtest",
+        fingerprint=_backtest_fingerprint,
+        present=_backtest_present,
+        command=lambda ctx: ["backtest", "--data", str(ctx.data_root), *BACKTEST_OPTIONS],
+        records=_backtest_records,
+        skipped=_backtest_skipped,
+        ran=_backtest_ran,
     ),
 )
 STAGES = (*(stage.name for stage in PIPELINE), "serve")

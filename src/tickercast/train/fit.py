@@ -9,6 +9,7 @@ process counts are then taken from it. Gloo on CPU, NCCL on GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
     from tickercast.config import Settings
     from tickercast.manifest import CuratedManifest
+    from tickercast.model.bundle import ModelBundle
+    from tickercast.train.evaluate import Evaluation
+    from tickercast.train.registry import GateDecision
     from tickercast.train.tracking import RunTracker
 
 log = logging.getLogger(__name__)
@@ -330,7 +334,9 @@ def _finish(
         bundle_dir, network, datasets.train.get_parameters(), datasets.spec, params.model_dump(), metadata
     )
     bundle = ModelBundle.load(bundle_dir)
-    calibration, _ = calibrate(bundle, curated, held_out_origins(datasets.frame, datasets.split))
+    # The held-out window's walk-forward records serve twice: the calibration and the promotion gate.
+    origins = held_out_origins(datasets.frame, datasets.split)
+    calibration, records = calibrate(bundle, curated, origins)
     ModelBundle.write_calibration(bundle_dir, calibration)
     skill = calibration_summary(calibration)
     ModelBundle.update_metadata(bundle_dir, calibration=skill)
@@ -353,21 +359,11 @@ def _finish(
         },
     )
 
-    # Promotion gate: the champion is re-evaluated on this run's test window.
+    # Promotion gate: candidate and champion walked forward over the candidate's held-out window.
     name = settings.registered_model_name
-    champion = registry.champion_version(settings.tracking_uri, name)
-    champion_mae = None
-    candidate_mae = metrics["mae"]
-    if champion is not None:
-        try:
-            champion_bundle, _ = registry.load_from_registry(
-                f"models:/{name}/{champion}", settings.tracking_uri
-            )
-            champion_eval, _ = champion_bundle.backtest(curated, datasets.split.test_start_idx)
-            candidate_mae, champion_mae, _ = evaluate.common_mae(evaluation.predictions, champion_eval)
-        except Exception as exc:  # an unusable champion must not block a working candidate
-            log.warning("champion v%s could not be re-evaluated: %s", champion, exc)
-    decision = registry.decide_promotion(candidate_mae, champion_mae, champion)
+    decision = promotion_gate(
+        settings, bundle, records, curated, origins, evaluation, datasets.split.test_start_idx
+    )
 
     test_metrics = {k: float(v) for k, v in metrics.items()}
     ModelBundle.update_metadata(bundle_dir, test_metrics=test_metrics)
@@ -392,6 +388,7 @@ def _finish(
         "test window": f"{datasets.split.test_start.date()} .. {datasets.split.last_date.date()}",
         "epochs": trainer.current_epoch,
         "promotion": ("promoted to champion: " if decision.promoted else "not promoted: ") + decision.reason,
+        **gate_context(decision),
     }
     report = evaluate.write_report(report_dir, evaluation, context)
     evaluation.predictions.to_csv(report_dir / "test_predictions.csv", index=False)
@@ -409,3 +406,74 @@ def _finish(
         samples_per_second=samples_per_second,
         gate_reason=decision.reason,
     )
+
+
+def promotion_gate(
+    settings: Settings,
+    bundle: ModelBundle,
+    records: pd.DataFrame,
+    curated: pd.DataFrame,
+    origins: list[dt.date],
+    evaluation: Evaluation,
+    test_start_idx: int,
+) -> GateDecision:
+    """Compare the candidate with the champion on the backtest over the candidate's held-out origins.
+
+    Falls back to the one-window rule (:func:`tickercast.train.registry.decide_promotion`) when
+    there is no champion, when the champion cannot be evaluated (it is replaced), or when it saw
+    every held-out origin; the reason says which.
+
+    Args:
+        settings: Tracking URI and registered model name.
+        bundle: The candidate.
+        records: The candidate's raw walk-forward records over ``origins``.
+        curated: Curated rows of all symbols.
+        origins: The candidate's held-out origins (its test window).
+        evaluation: The candidate's one-step test evaluation (for the fallback).
+        test_start_idx: First target ``time_idx`` of the test window (for the fallback).
+
+    Returns:
+        The decision with its figures.
+
+    """
+    from tickercast.train import evaluate, registry
+    from tickercast.train.gate import backtest_gate, seen_through
+
+    name = settings.registered_model_name
+    champion = registry.champion_version(settings.tracking_uri, name)
+    candidate_mae = evaluation.metrics["mae"]
+    if champion is None:
+        return registry.decide_promotion(candidate_mae, None, None)
+    try:
+        champion_bundle, _ = registry.load_from_registry(f"models:/{name}/{champion}", settings.tracking_uri)
+        decision = backtest_gate(records, champion_bundle, champion, curated, origins, bundle.horizon)
+        if decision is not None:
+            return decision
+        # The champion saw the whole window: the old rule, on the same one-step forecasts.
+        champion_eval, _ = champion_bundle.backtest(curated, test_start_idx)
+        candidate_mae, champion_mae, _ = evaluate.common_mae(evaluation.predictions, champion_eval)
+    except Exception as exc:  # an unusable champion must not block a working candidate
+        log.warning("champion v%s could not be evaluated: %s", champion, exc)
+        decision = registry.decide_promotion(candidate_mae, None, champion)
+        return dataclasses.replace(decision, reason=f"{decision.reason} ({type(exc).__name__}: {exc})")
+    decision = registry.decide_promotion(candidate_mae, champion_mae, champion)
+    seen = seen_through(champion_bundle.metadata)
+    note = (
+        f"champion v{champion} learnt from data through {seen or 'an unrecorded date'}, which covers "
+        "every held-out origin of the candidate, so there is no backtest unseen by both; one-step "
+        "test MAE compared instead"
+    )
+    return dataclasses.replace(decision, reason=f"{note}: {decision.reason}")
+
+
+def gate_context(decision: GateDecision) -> dict[str, str]:
+    """Return the gate's figures as report header lines (only those the decision has)."""
+    pairs = {
+        "gate scaled CRPS": (decision.candidate_scaled_crps, decision.champion_scaled_crps, ".4f"),
+        "gate MAE vs naive": (decision.candidate_mae_vs_naive, decision.champion_mae_vs_naive, ".3f"),
+    }
+    return {
+        label: f"candidate {cand:{fmt}}, champion v{decision.champion_version} {champ:{fmt}}"
+        for label, (cand, champ, fmt) in pairs.items()
+        if cand is not None and champ is not None
+    }

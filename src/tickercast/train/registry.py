@@ -43,17 +43,40 @@ GATE_TOLERANCE = 1e-9
 
 @dataclass
 class GateDecision:
-    """The outcome of the promotion gate, logged on the run and as version tags."""
+    """The outcome of the promotion gate, logged on the run and as version tags.
+
+    The backtest gate (:mod:`tickercast.train.gate`) fills every figure: the MAE (price units,
+    mean over horizons), the scaled CRPS and the MAE relative to the random walk of both models on
+    the same held-out rows. The one-window rule (:func:`decide_promotion`) fills the MAEs only.
+    """
 
     promoted: bool
-    candidate_mae: float
-    champion_version: str | None
-    champion_mae: float | None
-    reason: str
+    candidate_mae: float = math.nan
+    champion_version: str | None = None
+    champion_mae: float | None = None
+    reason: str = ""
+    candidate_scaled_crps: float | None = None
+    champion_scaled_crps: float | None = None
+    candidate_mae_vs_naive: float | None = None
+    champion_mae_vs_naive: float | None = None
+
+    def metrics(self) -> dict[str, float | None]:
+        """Return the figures as MLflow metrics ``gate_<role>_<figure>`` (missing ones are ``None``)."""
+        return {
+            "gate_candidate_mae": self.candidate_mae,
+            "gate_champion_mae": self.champion_mae,
+            "gate_candidate_scaled_crps": self.candidate_scaled_crps,
+            "gate_champion_scaled_crps": self.champion_scaled_crps,
+            "gate_candidate_mae_vs_naive": self.candidate_mae_vs_naive,
+            "gate_champion_mae_vs_naive": self.champion_mae_vs_naive,
+        }
 
 
 def decide_promotion(candidate_mae: float, champion_mae: float | None, champion: str | None) -> GateDecision:
-    """Promote when there is no usable champion or the candidate's MAE is no worse on the same window.
+    """Promote by the one-window rule: when there is no usable champion or the MAE is no worse.
+
+    The gate uses it where the backtest cannot compare the two models: no champion, a champion
+    that cannot be evaluated, or one that saw every origin of the candidate's held-out window.
 
     Args:
         candidate_mae: The new model's test MAE.
@@ -120,8 +143,4 @@ def apply_decision(
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
         client.set_model_version_tag(name, version, key, value)
-    log_metrics(
-        client,
-        run_id,
-        {"gate_candidate_mae": decision.candidate_mae, "gate_champion_mae": decision.champion_mae},
-    )
+    log_metrics(client, run_id, decision.metrics())
