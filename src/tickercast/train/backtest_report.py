@@ -216,12 +216,20 @@ def _label(model: str, subject: str | None) -> str:
     return model
 
 
-# Colours of the models other than the subject, its raw self and naive, which stand out.
-_OTHER_COLOURS = ("#f59e0b", "#10b981", "#a855f7", "#ef4444", "#0891b2", "#84cc16", "#64748b")
+# Colours of the models other than the subject, its raw self and naive (which stand out), the same
+# in every plot; a model not named here takes one from the spare list by its name.
+_MODEL_COLOURS = {"drift": "#f59e0b", "auto_ets": "#10b981", "auto_arima": "#a855f7", "lightgbm": "#ef4444"}
+_SPARE_COLOURS = ("#0891b2", "#84cc16", "#db2777", "#92400e")
 _SUBJECT_COLOUR = "#1d4ed8"
 
 
-def _style(model: str, subject: str | None, index: int) -> dict[str, Any]:
+def _colour(model: str) -> str:
+    if model in _MODEL_COLOURS:
+        return _MODEL_COLOURS[model]
+    return _SPARE_COLOURS[sum(map(ord, model)) % len(_SPARE_COLOURS)]
+
+
+def _style(model: str, subject: str | None) -> dict[str, Any]:
     """Line style: the subject bold, its raw self dashed in the same colour, naive black, others thin."""
     if model == subject:
         return {"color": _SUBJECT_COLOUR, "linewidth": 2.6, "zorder": 5}
@@ -229,16 +237,16 @@ def _style(model: str, subject: str | None, index: int) -> dict[str, Any]:
         return {"color": _SUBJECT_COLOUR, "linewidth": 1.5, "linestyle": "--", "zorder": 4}
     if model == NAIVE:
         return {"color": "black", "linewidth": 1.5, "zorder": 3}
-    return {"color": _OTHER_COLOURS[index % len(_OTHER_COLOURS)], "linewidth": 1.0, "alpha": 0.7, "zorder": 2}
+    return {"color": _colour(model), "linewidth": 1.0, "alpha": 0.75, "zorder": 2}
 
 
-def _bar_colour(model: str, subject: str | None, index: int) -> str:
+def _bar_colour(model: str, subject: str | None) -> str:
     """Bar colour matching :func:`_style`: the raw model a paler shade of the subject, naive dark grey."""
     if model == SUBJECT_RAW:
         return "#93c5fd"
     if model == NAIVE:
         return "#374151"
-    return str(_style(model, subject, index)["color"])
+    return str(_style(model, subject)["color"])
 
 
 def _days(h: int) -> str:
@@ -383,7 +391,7 @@ def plot_scaled_crps(path: Path, board: pd.DataFrame) -> Path:
     x = np.arange(len(table.index))
     subject = subject_model(board)
     for i, model in enumerate(table.columns):
-        colour = _bar_colour(str(model), subject, i)
+        colour = _bar_colour(str(model), subject)
         bars = ax.bar(x + i * width, table[model].to_numpy(), width, label=model, color=colour)
         ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks(x + width * (len(table.columns) - 1) / 2, [f"h={h}" for h in table.index])
@@ -419,7 +427,7 @@ def plot_calibration(path: Path, table: pd.DataFrame, subject: str | None) -> Pa
         part = table[table["horizon"] == horizon]
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated (diagonal)")
         ax.axvline(0.8, color="grey", linewidth=0.6, alpha=0.5)
-        for i, model in enumerate(models):
+        for model in models:
             line = part[part["model"] == model].sort_values("level")
             if line.empty:
                 continue
@@ -429,7 +437,7 @@ def plot_calibration(path: Path, table: pd.DataFrame, subject: str | None) -> Pa
                 marker="o",
                 markersize=3.5,
                 label=_label(model, subject),
-                **_style(model, subject, i),
+                **_style(model, subject),
             )
         n = int(part["n"].max())
         ax.set_title(f"h={horizon}: {n} outcomes per model", fontsize=10)
@@ -644,7 +652,7 @@ def plot_coverage(
     fig, ax = plt.subplots(figsize=(11, 4.2))
     ax.axhspan(0.75, 0.85, color="#10b981", alpha=0.08, label="80% ± 5%")
     ax.axhline(0.8, color="#10b981", linestyle="--", linewidth=1, label="80% promised")
-    for i, model in enumerate(model_order(set(part["model"]), subject)):
+    for model in model_order(set(part["model"]), subject):
         line = part[part["model"] == model]
         by_origin = line.groupby("origin").agg(inside=("inside", "sum"), n=("inside", "size")).sort_index()
         # Pool the outcomes of the window (not a mean of per-origin shares), so every outcome weighs the same.
@@ -657,7 +665,7 @@ def plot_coverage(
             pd.to_datetime(pd.Series(by_origin.index)),
             rolling.to_numpy(),
             label=f"{_label(model, subject)}: {overall:.0%} overall",
-            **_style(model, subject, i),
+            **_style(model, subject),
         )
     ax.set_ylim(0, 1.02)
     _percent_axis(ax.yaxis)
