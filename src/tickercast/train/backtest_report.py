@@ -8,7 +8,7 @@ Files of one run, in ``DIR/reports/backtest/<run>/`` (the whole folder is the ML
   ranked by scaled CRPS within each horizon; ``leaderboard_by_ticker.json`` the same per ticker;
 - ``records.parquet``: every path record of every model;
 - ``report.md``: the leaderboard as one table per horizon, the skill sentence per horizon, the
-  calibration figures, the per-ticker view and every plot (:data:`PLOT_NAMES`).
+  calibration figures, the per-ticker view and every plot under its heading (:data:`PLOT_TITLES`).
 
 Plots are drawn from the rows the leaderboard scored (every model's settled forecasts at the same
 cells, calibrated quantiles where a model has them) at h = 1 and the largest horizon.
