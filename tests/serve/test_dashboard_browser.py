@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.factories import REPO, make_curated, tickercast_env, train_tiny_model
+from tests.serve.test_backtest_panel import write_backtest
 from tests.serve.webdriver import Browser, ensure_browser, free_port, headless_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,6 +42,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, browser_ready: None) -> It
     root = tmp_path_factory.mktemp("dashboard-data")
     make_curated(root, tickers=4, days=460)
     bundle = train_tiny_model(root, max_epochs=1)
+    write_backtest(root)
     port = free_port()
     env = tickercast_env(root)
     env.update(
@@ -202,6 +204,30 @@ def test_dashboard_shows_the_forecast_chart_and_model_card(api_url: str, tmp_pat
         assert skills[0].lower() in summary and skills[-1].lower() in summary, summary
         rows = browser.execute("return document.querySelectorAll('#skill-table tbody tr').length")
         assert rows == len(skills) == 5
+
+        # The track record: the backtest's leaderboard at h = 1 and the largest horizon, champion marked.
+        backtest = api.get("/backtest").json()
+        browser.wait_for("return document.body.dataset.backtest === 'shown'", timeout=30)
+        boards = browser.execute(
+            "return [...document.querySelectorAll('#backtest-tables .backtest-horizon')].map(b => ({"
+            " horizon: Number(b.dataset.horizon),"
+            " models: [...b.querySelectorAll('tbody tr')].map(r => r.dataset.model),"
+            " champion: [...b.querySelectorAll('tbody tr.champion')].map(r => r.dataset.model)}))"
+        )
+        ends = [backtest["horizons"][0], backtest["horizons"][-1]]
+        assert boards == [
+            {
+                "horizon": board["horizon"],
+                "models": [row["model"] for row in board["rows"]],
+                "champion": [row["model"] for row in board["rows"] if row["champion"]],
+            }
+            for board in ends
+        ]
+        assert all(board["champion"] == [backtest["champion"]] for board in boards)
+        links = browser.execute(
+            "return [...document.querySelectorAll('#backtest-plots a')].map(a => a.getAttribute('href'))"
+        )
+        assert links == [plot["url"] for plot in backtest["plots"]]
 
         severe = [entry for entry in browser.logs() if entry.get("level") == "SEVERE"]
         assert not severe, severe

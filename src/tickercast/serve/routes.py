@@ -7,10 +7,11 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from tickercast.schema import API_TICKER_PATTERN, CLOSE, DATE, MAX_LOOKBACK_ROWS
-from tickercast.serve import schemas
+from tickercast.serve import leaderboard, schemas
 from tickercast.serve.deps import HolderDep, MetricsDep, PredictorDep, SettingsDep
 from tickercast.serve.history import curated_rows, history_kind, raw_to_curated
 from tickercast.serve.metrics import CONTENT_TYPE
@@ -345,6 +346,48 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number == number and abs(number) != float("inf") else None
+
+
+BACKTEST_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.ErrorResponse, "description": "No backtest has run on this data, or no such plot"},
+    422: ERRORS[422],
+    504: ERRORS[504],
+}
+
+
+@router.get("/backtest", response_model=schemas.Backtest, responses=BACKTEST_ERRORS, tags=["track record"])
+async def backtest(settings: SettingsDep) -> schemas.Backtest:
+    """Show the latest walk-forward backtest: every model ranked by scaled CRPS per horizon."""
+    try:
+        latest = await run_in_threadpool(leaderboard.read_latest, settings.reports_dir)
+    except leaderboard.BacktestUnavailable as exc:
+        raise HTTPException(404, str(exc)) from None
+    return leaderboard.leaderboard(latest)
+
+
+@router.get(
+    "/backtest/plots/{name}",
+    response_class=FileResponse,
+    responses={**BACKTEST_ERRORS, 200: {"content": {"image/png": {}}, "description": "PNG plot"}},
+    tags=["track record"],
+)
+async def backtest_plot(
+    name: Annotated[
+        str,
+        Path(
+            pattern=leaderboard.PLOT_NAME.pattern,
+            description="A plot GET /backtest lists, e.g. calibration.png",
+            examples=["calibration.png"],
+        ),
+    ],
+    settings: SettingsDep,
+) -> FileResponse:
+    """Serve a plot of the latest backtest's report (PNG): calibration, PIT, coverage over time, the cone."""
+    try:
+        path = await run_in_threadpool(leaderboard.plot_file, settings.reports_dir, name)
+    except (leaderboard.BacktestUnavailable, FileNotFoundError) as exc:
+        raise HTTPException(404, str(exc)) from None
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/healthz", response_model=schemas.Health, tags=["service"])

@@ -218,6 +218,72 @@ class ModelInfo(BaseModel):
     )
 
 
+class LeaderboardRow(BaseModel):
+    """One model at one horizon in the walk-forward backtest (the fields of its leaderboard.json)."""
+
+    model_config = ConfigDict(protected_namespaces=(), extra="ignore")
+
+    horizon: int = Field(description="Trading days ahead")
+    rank: int = Field(description="Rank by scaled CRPS at this horizon (1 = best)")
+    model: str = Field(description="Model name: tft (calibrated), tft_raw, naive, drift, auto_ets, ...")
+    champion: bool = Field(False, description="True for the registry's champion model")
+    n: int = Field(description="Settled forecasts scored (the same cells for every model)")
+    mae: float | None = Field(None, description="MAE of the median close forecast (price units)")
+    mae_vs_naive: float | None = Field(
+        None, description="MAE relative to the random walk's (below 1 beats it)"
+    )
+    mae_vs_naive_lo: float | None = Field(None, description="Lower end of the 90% block-bootstrap interval")
+    mae_vs_naive_hi: float | None = Field(None, description="Upper end of the 90% block-bootstrap interval")
+    mase: float | None = Field(None, description="Mean absolute scaled error of the median log return")
+    pinball: float | None = Field(None, description="Mean pinball loss over P10, P50, P90 (log returns)")
+    scaled_crps: float | None = Field(None, description="Scaled CRPS (lower is better; the ranking metric)")
+    coverage_80: float | None = Field(
+        None, description="Share of outcomes inside the P10-P90 band (target 0.8)"
+    )
+    width_80: float | None = Field(None, description="Mean P10-P90 width relative to the last close")
+    direction_accuracy: float | None = Field(None, description="Share of correct up/down calls (0.5 = coin)")
+
+
+class BacktestOrigins(BaseModel):
+    """The forecast origins of a backtest."""
+
+    count: int = Field(description="Number of origins")
+    first: datetime.date | None = Field(None, description="First origin (last date a forecast may use)")
+    last: datetime.date | None = Field(None, description="Last origin")
+    step: int | None = Field(None, description="Trading days between origins")
+
+
+class BacktestPlot(BaseModel):
+    """A plot of the backtest's report."""
+
+    name: str = Field(description="File name in the run's folder", examples=["calibration.png"])
+    title: str = Field(description="What the plot shows")
+    url: str = Field(description="Path that serves the PNG", examples=["/backtest/plots/calibration.png"])
+
+
+class HorizonLeaderboard(BaseModel):
+    """The leaderboard at one horizon, best first."""
+
+    horizon: int = Field(description="Trading days ahead")
+    skill: str | None = Field(None, description="The model under test's skill over the random walk, in words")
+    rows: list[LeaderboardRow] = Field(description="Every model, ranked by scaled CRPS")
+
+
+class Backtest(BaseModel):
+    """The latest walk-forward backtest: every model against the baselines on the same rolling origins."""
+
+    run: str = Field(description="The run's folder under DIR/reports/backtest/", examples=["20250102-101500"])
+    created_at: datetime.datetime = Field(description="When the run was written (UTC)")
+    data_version: str | None = Field(None, description="Curated dataset version the backtest read")
+    origins: BacktestOrigins = Field(description="The origins every model forecast from")
+    horizon: int = Field(description="Largest horizon scored")
+    subject: str | None = Field(None, description="The model under test (tft when it ran)")
+    champion: str | None = Field(None, description="Leaderboard name of the registry's champion, if it ran")
+    models: list[str] = Field(description="Every model on the leaderboard")
+    horizons: list[HorizonLeaderboard] = Field(description="One ranked table per horizon, h = 1 first")
+    plots: list[BacktestPlot] = Field(description="The report's plots this service serves")
+
+
 class Health(BaseModel):
     """Liveness."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 SYNTH_TRUTH = "synth_truth.json"
 PLOT_TICKERS = 3
+COVERAGE_PLOT = "calibration_coverage.png"
+# Nominal levels of the coverage-by-level plot (0.8 is the P10-P90 band).
+LEVELS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 @dataclass
@@ -176,13 +180,24 @@ def common_mae(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, int]:
 # --- Report -------------------------------------------------------------------------------------
 
 
-def write_report(out_dir: Path, evaluation: Evaluation, context: dict[str, Any]) -> Path:
+def write_report(
+    out_dir: Path,
+    evaluation: Evaluation,
+    context: dict[str, Any],
+    *,
+    calibration: Mapping[Any, Mapping[str, Any]] | None = None,
+    records: pd.DataFrame | None = None,
+) -> Path:
     """Write ``report.md`` and its PNG plots into ``out_dir``.
 
     Args:
         out_dir: ``DIR/reports/<run>/``.
         evaluation: The test evaluation.
         context: Run facts shown in the header (run id, data version, split, gate decision...).
+        calibration: The bundle's ``metadata["calibration"]``: per horizon ``shrink``,
+            ``coverage_raw``, ``coverage_calibrated``, ``mae_vs_naive``, ``n``, ``skill``.
+        records: The held-out walk-forward path records the calibration was fitted on (with
+            ``c_q10, c_q50, c_q90`` where calibrated): drawn as coverage by nominal level.
 
     Returns:
         The report's path.
@@ -192,6 +207,7 @@ def write_report(out_dir: Path, evaluation: Evaluation, context: dict[str, Any])
     plots = [plot_forecasts(out_dir / "forecast_vs_actual.png", evaluation.predictions)]
     if evaluation.importance:
         plots.append(plot_importance(out_dir / "variable_importance.png", evaluation.importance))
+    coverage = plot_coverage_by_level(out_dir / COVERAGE_PLOT, records) if records is not None else None
     m = evaluation.metrics
     has_oracle = "oracle_mae" in m
 
@@ -224,10 +240,132 @@ def write_report(out_dir: Path, evaluation: Evaluation, context: dict[str, Any])
         "oracle on synthetic data has seen the future (leakage).",
         "",
     ]
+    lines += calibration_section(calibration)
+    if coverage is not None:
+        lines += [f"![{coverage.stem}]({coverage.name})", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def _share(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{number:.1%}" if np.isfinite(number) else "–"
+
+
+def _figure(value: Any, digits: int) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{number:.{digits}f}" if np.isfinite(number) else "–"
+
+
+def calibration_section(calibration: Mapping[Any, Mapping[str, Any]] | None) -> list[str]:
+    """Markdown lines of the calibration: per horizon the shrink factor, coverage before/after, the skill.
+
+    Args:
+        calibration: ``metadata["calibration"]`` of the bundle (keys are horizons, as str or int).
+
+    Returns:
+        The section's lines; a line saying the model is not calibrated when there is nothing.
+
+    """
+    lines = ["## Calibration and stated skill", ""]
+    if not calibration:
+        return [*lines, "The model has no calibration: its raw P10–P90 band and median are served.", ""]
+    horizons = sorted(calibration, key=lambda h: int(h))
+    lines += [
+        "Fitted on the model's walk-forward forecasts over the held-out window. The median is shrunk "
+        "toward the random walk by `shrink` (0 = the random walk, 1 = the raw model); the conformal "
+        "layer moves the P10–P90 band so that it covers 80% of outcomes.",
+        "",
+        "| horizon | shrink | P10–P90 coverage raw | calibrated | MAE vs naive | n | skill |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for h in horizons:
+        figures = calibration[h]
+        n = figures.get("n")
+        lines.append(
+            f"| {int(h)} | {_figure(figures.get('shrink'), 2)} | {_share(figures.get('coverage_raw'))} | "
+            f"{_share(figures.get('coverage_calibrated'))} | {_figure(figures.get('mae_vs_naive'), 3)} | "
+            f"{'–' if n is None else int(n)} | {figures.get('skill') or '–'} |"
+        )
+    ends = list(dict.fromkeys([horizons[0], horizons[-1]]))
+    said = [str(calibration[h].get("skill")) for h in ends if calibration[h].get("skill")]
+    if said:
+        sentence = "; ".join(said)
+        lines += ["", f"**Skill:** {sentence[0].upper()}{sentence[1:]}."]
+    return [*lines, ""]
+
+
+def plot_coverage_by_level(
+    path: Path, records: pd.DataFrame, levels: Sequence[float] = LEVELS
+) -> Path | None:
+    """Realised against nominal coverage of the walk-forward records at h = 1 and the largest horizon.
+
+    The raw quantiles dashed, the calibrated ones (``c_q*``, where the records have them) solid.
+
+    Returns:
+        ``path``, or ``None`` when no record is settled.
+
+    """
+    from tickercast.model.calibration import coverage_by_level
+
+    settled = records.dropna(subset=["actual", "q10", "q50", "q90"])
+    if settled.empty:
+        return None
+    ordered = sorted(int(h) for h in settled["horizon"].unique())
+    horizons = list(dict.fromkeys([ordered[0], ordered[-1]]))
+    settled = settled[settled["horizon"].isin(horizons)]
+    lines = {"raw": coverage_by_level(settled, levels)}
+    if all(c in settled for c in ("c_q10", "c_q50", "c_q90")) and settled["c_q50"].notna().all():
+        lines["calibrated"] = coverage_by_level(settled, levels, prefix="c_")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fig, axes = plt.subplots(1, len(horizons), figsize=(5 * len(horizons), 4.4), squeeze=False, sharey=True)
+    for ax, h in zip(axes[0], horizons, strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated (diagonal)")
+        for name, table in lines.items():
+            part = table[table["horizon"] == h]
+            ax.plot(
+                part["level"],
+                part["coverage"],
+                marker="o",
+                markersize=3.5,
+                color="#1d4ed8",
+                linestyle="-" if name == "calibrated" else "--",
+                linewidth=2.4 if name == "calibrated" else 1.4,
+                label=f"{name} band",
+            )
+        n = int(settled["horizon"].eq(h).sum())
+        ax.set_title(f"h={h}: {n} held-out forecasts", fontsize=10)
+        ax.set_xlim(0.1, 1.0)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("nominal coverage of the central band")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.axvline(0.8, color="grey", linewidth=0.6, alpha=0.5)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("realised coverage")
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        "Coverage by nominal level on the calibration window\n"
+        "(the calibrated band in sample; below the diagonal = too narrow, above = too wide)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def plot_forecasts(path: Path, predictions: pd.DataFrame, tickers: int = PLOT_TICKERS) -> Path:

@@ -150,6 +150,88 @@
     return stated.length ? skilled : null;
   }
 
+  // --- track record (the latest backtest) -----------------------------------------------------------
+  const MODEL_NOTES = { tft_raw: "before calibration", naive: "random walk", drift: "random walk with drift" };
+
+  function backtestTable(board, data) {
+    const wrap = document.createElement("div");
+    wrap.className = "backtest-horizon";
+    wrap.dataset.horizon = String(board.horizon);
+    const days = board.horizon === 1 ? "the next trading day (h = 1)" : `${board.horizon} trading days ahead (h = ${board.horizon})`;
+    wrap.append(Object.assign(document.createElement("h4"), { textContent: `Forecasts for ${days}` }));
+    if (board.skill) wrap.append(Object.assign(document.createElement("p"), { className: "small backtest-skill", textContent: board.skill }));
+    const table = document.createElement("table");
+    table.className = "backtest-table";
+    const head = document.createElement("tr");
+    for (const text of ["#", "Model", "Scaled CRPS", "MAE / naive (90% interval)", "In P10–P90", "Band width"]) {
+      head.append(Object.assign(document.createElement("th"), { scope: "col", textContent: text }));
+    }
+    const thead = document.createElement("thead");
+    thead.append(head);
+    table.append(thead, document.createElement("tbody"));
+    const fixed = (v, d) => (isNum(v) ? v.toFixed(d) : "–");
+    const share = (v, d = 0) => (isNum(v) ? `${(v * 100).toFixed(d)}%` : "–");
+    for (const row of board.rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.model = row.model;
+      if (row.champion) tr.className = "champion";
+      else if (row.model === data.subject) tr.className = "subject";
+      const name = document.createElement("td");
+      name.append(Object.assign(document.createElement("span"), { className: "model-name", textContent: row.model }));
+      if (MODEL_NOTES[row.model]) name.append(Object.assign(document.createElement("span"), { className: "muted small", textContent: ` ${MODEL_NOTES[row.model]}` }));
+      if (row.champion) name.append(Object.assign(document.createElement("span"), { className: "pill good tag", textContent: "★ champion" }));
+      const interval = isNum(row.mae_vs_naive_lo) && isNum(row.mae_vs_naive_hi) ? ` (${fixed(row.mae_vs_naive_lo, 3)}–${fixed(row.mae_vs_naive_hi, 3)})` : "";
+      tr.append(
+        Object.assign(document.createElement("td"), { textContent: String(row.rank) }),
+        name,
+        Object.assign(document.createElement("td"), { textContent: fixed(row.scaled_crps, 4) }),
+        Object.assign(document.createElement("td"), { textContent: `${fixed(row.mae_vs_naive, 3)}${interval}` }),
+        Object.assign(document.createElement("td"), {
+          textContent: share(row.coverage_80),
+          className: isNum(row.coverage_80) && Math.abs(row.coverage_80 - 0.8) <= 0.05 ? "up" : "down",
+        }),
+        Object.assign(document.createElement("td"), { textContent: share(row.width_80, 1) }),
+      );
+      table.tBodies[0].append(tr);
+    }
+    wrap.append(table);
+    return wrap;
+  }
+
+  // The leaderboard at h = 1 and at the largest horizon, with links to the report's plots.
+  // A service without a backtest keeps the panel hidden.
+  async function showBacktest() {
+    const panel = $("backtest-panel");
+    let data;
+    try {
+      data = await api("/backtest");
+    } catch (err) {
+      panel.hidden = true;
+      document.body.dataset.backtest = "none";
+      return;
+    }
+    const boards = data.horizons || [];
+    const shown = boards.length > 1 ? [boards[0], boards[boards.length - 1]] : boards;
+    $("backtest-tables").replaceChildren(...shown.map((board) => backtestTable(board, data)));
+    const o = data.origins || {};
+    const every = isNum(o.step) ? `, every ${o.step} trading day${o.step === 1 ? "" : "s"}` : "";
+    setText("backtest-subtitle", `${o.count} origins from ${o.first} to ${o.last}${every} · run ${data.run} of ${when(data.created_at)}`);
+    const badge = $("backtest-badge");
+    const subject = shown.length ? shown[0].rows.find((r) => r.model === data.subject) : null;
+    badge.textContent = subject ? `${data.subject} ranks ${subject.rank} of ${shown[0].rows.length} at h = 1` : `${data.models.length} models`;
+    badge.className = `pill${subject ? (subject.rank === 1 ? " good" : "") : ""}`;
+    const links = (data.plots || []).map((plot) => {
+      const a = Object.assign(document.createElement("a"), { href: plot.url, textContent: plot.title, target: "_blank", rel: "noopener" });
+      const li = document.createElement("li");
+      li.append(a);
+      return li;
+    });
+    $("backtest-plots").replaceChildren(...links);
+    $("backtest-plots").previousElementSibling.hidden = links.length === 0;
+    panel.hidden = false;
+    document.body.dataset.backtest = "shown";
+  }
+
   // --- forecast tiles --------------------------------------------------------------------------------
   function renderForecast(p) {
     const q = p.quantiles || {};
@@ -438,6 +520,7 @@
       return;
     }
     renderModel(model);
+    showBacktest();
     const select = $("ticker");
     select.replaceChildren(...tickers.map((t) => Object.assign(document.createElement("option"), { value: t, textContent: t })));
     select.disabled = tickers.length === 0;
