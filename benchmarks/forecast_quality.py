@@ -64,30 +64,31 @@ def leaderboard(run: Path) -> pd.DataFrame:
     return pd.DataFrame(json.loads((run / "leaderboard.json").read_text()))
 
 
-def per_ticker_tail(run: Path, days: int = 500) -> pd.DataFrame:
-    """TFT coverage and MAE relative to naive over each ticker's last ``days`` origins' trading days."""
-    records = pd.read_parquet(run / "records.parquet")
+def per_ticker_tail(run: Path) -> pd.DataFrame:
+    """TFT coverage and MAE relative to naive per ticker and horizon, on the rows both forecast."""
+    records = pd.read_parquet(run / "records.parquet").dropna(subset=["actual"])
+    key = ["symbol", "origin", "horizon"]
+    tft = records[records["model"] == "tft"]
+    naive = records.loc[records["model"] == "naive", [*key, "q50"]].rename(columns={"q50": "naive_q50"})
+    both = tft.merge(naive, on=key, how="inner")
+    both = both.assign(
+        lo=both["c_q10"].where(both["c_q10"].notna(), both["q10"]),
+        median=both["c_q50"].where(both["c_q50"].notna(), both["q50"]),
+        hi=both["c_q90"].where(both["c_q90"].notna(), both["q90"]),
+    )
     rows = []
-    for (symbol, horizon), group in records[records["model"].isin(["tft", "naive"])].groupby(
-        ["symbol", "horizon"]
-    ):
+    for (symbol, horizon), group in both.groupby(["symbol", "horizon"]):
         origins = sorted(group["origin"].unique())
-        settled = group.dropna(subset=["actual"])
-        tft = settled[settled["model"] == "tft"]
-        naive = settled[settled["model"] == "naive"]
-        if tft.empty:
-            continue
-        lo, hi = (tft[c].where(tft[c].notna(), tft[r]) for c, r in (("c_q10", "q10"), ("c_q90", "q90")))
-        median = tft["c_q50"].where(tft["c_q50"].notna(), tft["q50"])
         rows.append(
             {
                 "symbol": symbol,
                 "horizon": int(horizon),
                 "origins": len(origins),
                 "span": f"{origins[0]} .. {origins[-1]}",
-                "coverage_80": float(((tft["actual"] >= lo) & (tft["actual"] <= hi)).mean()),
+                "coverage_80": float(group["actual"].between(group["lo"], group["hi"]).mean()),
                 "mae_vs_naive": float(
-                    np.mean(np.abs(tft["actual"] - median)) / np.mean(np.abs(naive["actual"]))
+                    np.mean(np.abs(group["actual"] - group["median"]))
+                    / np.mean(np.abs(group["actual"] - group["naive_q50"]))
                 ),
             }
         )

@@ -104,6 +104,16 @@ def test_statistical_models_give_path_records(synth: pd.DataFrame) -> None:
     assert (records["forecast_for"] > records["origin"]).all()
 
 
+def test_a_ticker_listed_days_before_an_origin_is_left_unforecast(walk: pd.DataFrame) -> None:
+    origin = trading_dates(walk)[-10]
+    listed = walk[walk["symbol"] == "T01"].copy()
+    listed = listed[listed["date"] > trading_dates(walk)[-14]].assign(symbol="NEW")  # 4 closes by then
+    market = pd.concat([walk[walk["symbol"] == "T00"], listed], ignore_index=True)
+    records = baselines.auto_ets(market, [origin], 2)
+    assert len(records) == 2 and records["q50"].notna().all()
+    assert set(records["symbol"]) == {"T00"}  # no record: scored by no model (common rows)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(baselines.BASELINES))
 def test_every_baseline_reads_only_rows_up_to_its_origin(synth: pd.DataFrame, name: str) -> None:

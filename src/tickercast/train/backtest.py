@@ -39,6 +39,7 @@ from tickercast.train.baselines import (
     closes,
     origin_rows,
 )
+from tickercast.train.gate import learnt_through
 
 if TYPE_CHECKING:
     from tickercast.config import Settings
@@ -151,7 +152,7 @@ def fitting_origins(
         saw everything is refused later with both dates named).
 
     """
-    known = seen_through(metadata) if metadata is not None else None
+    known = learnt_through(metadata) if metadata is not None else None
     if known is None:
         return DEFAULT_ORIGINS
     unseen = [d for d in dates[: len(dates) - horizon] if d > known[0]]
@@ -179,27 +180,6 @@ def check_horizon(horizon: int, metadata: Mapping[str, Any] | None) -> None:
         )
 
 
-def seen_through(metadata: Mapping[str, Any]) -> tuple[dt.date, str] | None:
-    """Return the last date a bundle's training could have seen, and the metadata field that says so.
-
-    ``trained_through`` (the last date of the training and validation rows) wins; bundles without it
-    saw every date before their test window (``split.test_start``): training and early stopping
-    used them.
-
-    Returns:
-        ``(date, field)`` or ``None`` when the metadata says neither.
-
-    """
-    through = metadata.get("trained_through")
-    if through:
-        return dt.date.fromisoformat(str(through)[:10]), "trained_through"
-    split = metadata.get("split") or {}
-    if split.get("test_start"):
-        start = dt.date.fromisoformat(str(split["test_start"])[:10])
-        return start - dt.timedelta(days=1), "split.test_start"
-    return None
-
-
 def check_unseen(metadata: Mapping[str, Any], first_origin: dt.date) -> None:
     """Refuse a model that saw data on or after the first origin.
 
@@ -208,7 +188,7 @@ def check_unseen(metadata: Mapping[str, Any], first_origin: dt.date) -> None:
             metadata does not say what the model saw.
 
     """
-    seen = seen_through(metadata)
+    seen = learnt_through(metadata)
     if seen is None:
         raise LeakError(
             "the model's metadata says neither trained_through nor split.test_start, so the backtest "

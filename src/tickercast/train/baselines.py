@@ -51,6 +51,8 @@ QUANTILE_COLUMNS = ("q10", "q50", "q90")
 HISTORY_WINDOW = 500
 # Fewer past h-day returns than this give no empirical band (NaN) rather than a noisy one.
 MIN_BAND_RETURNS = 30
+# Closes a series needs before a baseline forecasts from it (ETS and ARIMA fail on a handful).
+MIN_SERIES_ROWS = MIN_BAND_RETURNS + 1
 BAND_LEVEL = 80
 TRADING_DAYS_PER_YEAR = 252
 LIGHTGBM_PARAMS: dict[str, Any] = {
@@ -144,6 +146,9 @@ def histories(
 ) -> pd.DataFrame:
     """Each symbol's last ``window`` log closes up to and including each origin, as separate series.
 
+    A symbol with fewer than ``MIN_SERIES_ROWS`` closes at an origin (just listed) gets no series:
+    no model is worth fitting on so few, and its origin stays unforecast (scored by no one).
+
     Returns:
         statsforecast's long format: ``unique_id`` (``symbol|origin``), ``ds`` (0, 1, ...: trading
         days need no calendar frequency), ``y`` (log close), plus ``symbol`` and ``origin``.
@@ -155,6 +160,7 @@ def histories(
         seen = c[c["date"] <= origin]
         last = seen.groupby("symbol", sort=True)["date"].transform("max")
         tail = seen[last == origin].groupby("symbol", sort=True).tail(window)
+        tail = tail[tail.groupby("symbol")["close"].transform("size") >= MIN_SERIES_ROWS]
         parts.append(
             pd.DataFrame(
                 {

@@ -471,7 +471,7 @@ def run_evaluation(settings: Settings, model_uri: str | None = None) -> Evaluati
             "data version": manifest.data_version,
             "test window": f"{split.test_start.date()} .. {split.last_date.date()}",
         }
-        report = write_report(report_dir, evaluation, context)
+        report = write_report(report_dir, evaluation, context, calibration=bundle.metadata.get("calibration"))
         evaluation.predictions.to_csv(report_dir / "test_predictions.csv", index=False)
         client.log_artifacts(run_id, str(report_dir), "report")
     except BaseException:

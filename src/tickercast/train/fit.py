@@ -295,6 +295,7 @@ def _finish(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from tickercast.model.bundle import ModelBundle
+    from tickercast.model.calibration import apply_calibration
     from tickercast.train import evaluate, registry, tracking
     from tickercast.train.calibrate import calibrate, calibration_summary, held_out_origins
     from tickercast.train.pyfunc import log_pyfunc
@@ -390,7 +391,8 @@ def _finish(
         "promotion": ("promoted to champion: " if decision.promoted else "not promoted: ") + decision.reason,
         **gate_context(decision),
     }
-    report = evaluate.write_report(report_dir, evaluation, context)
+    calibrated = apply_calibration(records, calibration) if len(records) else None
+    report = evaluate.write_report(report_dir, evaluation, context, calibration=skill, records=calibrated)
     evaluation.predictions.to_csv(report_dir / "test_predictions.csv", index=False)
     client.log_artifacts(run_id, str(report_dir), REPORT_ARTIFACT)
     tracker.finish()

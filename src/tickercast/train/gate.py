@@ -60,17 +60,30 @@ class GateBoard:
     table: pd.DataFrame
 
 
-def seen_through(metadata: Mapping[str, Any]) -> dt.date | None:
-    """Return the last date a bundle learnt from (``trained_through``, else before ``split.test_start``).
+def learnt_through(metadata: Mapping[str, Any]) -> tuple[dt.date, str] | None:
+    """Return the last date a bundle's training could have seen, and the metadata field that says so.
 
-    The same reading as :func:`tickercast.train.backtest.seen_through`; kept here because the
-    backtest imports training (its refits), which imports this gate.
+    ``trained_through`` (the last date of the training and validation rows) wins; bundles without it
+    saw every date before their test window (``split.test_start``): training and early stopping
+    used them.
+
+    Returns:
+        ``(date, field)`` or ``None`` when the metadata says neither.
+
     """
     through = metadata.get("trained_through")
     if through:
-        return dt.date.fromisoformat(str(through)[:10])
+        return dt.date.fromisoformat(str(through)[:10]), "trained_through"
     start = (metadata.get("split") or {}).get("test_start")
-    return dt.date.fromisoformat(str(start)[:10]) - dt.timedelta(days=1) if start else None
+    if start:
+        return dt.date.fromisoformat(str(start)[:10]) - dt.timedelta(days=1), "split.test_start"
+    return None
+
+
+def seen_through(metadata: Mapping[str, Any]) -> dt.date | None:
+    """Return the last date a bundle learnt from (:func:`learnt_through` without the field name)."""
+    learnt = learnt_through(metadata)
+    return learnt[0] if learnt else None
 
 
 def unseen_origins(origins: Sequence[dt.date], seen: dt.date | None) -> list[dt.date]:
