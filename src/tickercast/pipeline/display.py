@@ -99,7 +99,10 @@ def manifest_detail(manifest: CuratedManifest | None) -> str:
 
 
 def metrics_line(metrics: dict[str, float]) -> str:
-    """Describe the champion's test metrics in one line: MAE against the naive forecast, coverage."""
+    """Describe the champion's test metrics in one line: MAE against the naive forecast, coverage.
+
+    The coverage is the raw band's on the test window, then the calibrated band's (the one served).
+    """
     mae = metrics.get("mae")
     naive = next((metrics[k] for k in ("naive_mae", "mae_naive") if k in metrics), None)
     if mae is None:
@@ -111,8 +114,11 @@ def metrics_line(metrics: dict[str, float]) -> str:
     if oracle is not None:
         text += f", oracle {oracle:.4f}"
     coverage = metrics.get("coverage") or metrics.get("coverage_p10_p90")
+    calibrated = metrics.get("coverage_calibrated")
     if coverage is not None:
         text += f", P10–P90 coverage {coverage:.0%}"
+        if calibrated is not None:
+            text += f" raw, {calibrated:.0%} calibrated"
     return text
 
 

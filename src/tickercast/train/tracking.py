@@ -180,6 +180,9 @@ def latest_training(settings: Settings, started_ms: int) -> dict[str, Any] | Non
 def champion_metrics(settings: Settings, run_id: str) -> dict[str, float]:
     """Return the test metrics a run logged, by name without the ``test_`` or ``test/`` prefix.
 
+    The calibrated band's next-day coverage on the held-out window, where logged, comes as
+    ``coverage_calibrated``.
+
     Args:
         settings: Where the tracking store is.
         run_id: The run (typically the champion's).
@@ -194,11 +197,15 @@ def champion_metrics(settings: Settings, run_id: str) -> dict[str, float]:
         run = client_for(settings.tracking_uri).get_run(run_id)
     except MlflowException:
         return {}
-    return {
+    metrics = {
         k.removeprefix("test_").removeprefix("test/"): v
         for k, v in run.data.metrics.items()
         if k.startswith("test")
     }
+    calibrated = run.data.metrics.get("calibration_h1_coverage_calibrated")
+    if calibrated is not None:
+        metrics["coverage_calibrated"] = calibrated
+    return metrics
 
 
 # --- Run records beside the checkpoints ---------------------------------------------------------
