@@ -11,11 +11,13 @@ reference in :class:`PredictorHolder`; a request that already holds the old snap
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import math
+import operator
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -24,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from tickercast import schema
-from tickercast.features.calendar import add_calendar_columns, trading_days_between
+from tickercast.features.calendar import add_calendar_columns, trading_days_between, trading_days_ending
+from tickercast.manifest import SymbolSpan, find_manifest
 from tickercast.model.calibration import DEFAULT_COVERAGE, Calibration, apply_calibration
 from tickercast.model.inputs import WARMUP_COLUMNS
 from tickercast.serve.conformal import BandStats, ConformalStore
@@ -292,16 +295,24 @@ def needed_columns(available: Sequence[str]) -> list[str]:
     return [name for name in available if name in wanted or schema.is_market_column(name)]
 
 
-def read_latest_window(features_dir: Path, rows: int) -> tuple[pd.DataFrame, pd.Series]:
+def read_latest_window(
+    features_dir: Path, rows: int, spans: Mapping[str, SymbolSpan] | None = None
+) -> tuple[pd.DataFrame, pd.Series]:
     """Read the last ``rows`` curated rows of every symbol, only the columns the service needs.
+
+    With the manifest's per-symbol spans, each symbol is read from a few trading days before its
+    own window (:func:`window_filter`), so a start reads about ``rows`` rows per symbol whatever the
+    history length, and a ticker whose data ended years ago does not drag every other ticker's
+    read back with it. Without spans (no manifest), every row's key columns are read first.
 
     Args:
         features_dir: The curated Parquet dataset (``DIR/curated/features``), partitioned or not.
         rows: Rows to keep per symbol.
+        spans: ``manifest.symbols``: each symbol's last date and row count.
 
     Returns:
-        The rows sorted by symbol then date (``symbol`` as plain strings), and the dataset's trading
-        calendar: ``time_idx`` indexed by date.
+        The rows sorted by symbol then date (``symbol`` as plain strings), and the trading calendar
+        of the rows read: ``time_idx`` indexed by date.
 
     Raises:
         DataError: The dataset is missing, empty or lacks a needed column.
@@ -314,24 +325,68 @@ def read_latest_window(features_dir: Path, rows: int) -> tuple[pd.DataFrame, pd.
     try:
         dataset = ds.dataset(features_dir, format="parquet", partitioning="hive")
         columns = needed_columns(dataset.schema.names)
-        # Two passes: the narrow key columns give each symbol's window start and the calendar, so
-        # the wide read only touches recent rows.
-        keys = dataset.to_table(columns=[schema.SYMBOL, schema.DATE, schema.TIME_IDX]).to_pandas()
+        if spans:
+            frame = dataset.to_table(columns=columns, filter=window_filter(spans, rows)).to_pandas()
+            frame[schema.SYMBOL] = frame[schema.SYMBOL].astype(str)
+            # A symbol with gaps longer than the slack comes back short: read it whole.
+            counts = frame[schema.SYMBOL].value_counts()
+            short = [s for s, span in spans.items() if counts.get(s, 0) < min(rows, span.rows)]
+            if short:
+                rest = dataset.to_table(columns=columns, filter=ds.field(schema.SYMBOL).isin(short))
+                frame = pd.concat(
+                    [frame[~frame[schema.SYMBOL].isin(short)], rest.to_pandas()], ignore_index=True
+                )
+        else:
+            frame = _read_from_keys(dataset, columns, rows)
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"cannot read curated features at {features_dir}: {exc}") from exc
-    if keys.empty:
+    if frame.empty:
         raise DataError(f"the curated dataset at {features_dir} has no rows")
-    keys[schema.SYMBOL] = keys[schema.SYMBOL].astype(str)
-    calendar = keys.drop_duplicates(schema.DATE).set_index(schema.DATE)[schema.TIME_IDX].sort_index()
-    ranked = keys.sort_values(schema.DATE).groupby(schema.SYMBOL)[schema.DATE]
-    start = min(dates.iloc[max(len(dates) - rows, 0)] for _, dates in ranked)
-    table = dataset.to_table(columns=columns, filter=ds.field(schema.DATE) >= start)
-    frame = table.to_pandas()
     frame[schema.SYMBOL] = frame[schema.SYMBOL].astype(str)
     frame = frame.sort_values([schema.SYMBOL, schema.DATE], kind="stable")
-    return frame.groupby(schema.SYMBOL, sort=False).tail(rows).reset_index(drop=True), calendar
+    window = frame.groupby(schema.SYMBOL, sort=False).tail(rows).reset_index(drop=True)
+    calendar = frame.drop_duplicates(schema.DATE).set_index(schema.DATE)[schema.TIME_IDX].sort_index()
+    return window, calendar
+
+
+# Trading days read beyond each symbol's window: room for a few missing days without a second read.
+WINDOW_SLACK = 10
+
+
+def window_filter(spans: Mapping[str, SymbolSpan], rows: int) -> Any:
+    """Build the Parquet filter of each symbol's last ``rows`` trading days (plus :data:`WINDOW_SLACK`).
+
+    Symbols are grouped by their last date (most share the dataset's), one clause per group.
+
+    Returns:
+        A ``pyarrow.dataset`` expression.
+
+    """
+    import pyarrow.dataset as ds
+
+    by_last: dict[str, list[str]] = {}
+    for symbol, span in spans.items():
+        by_last.setdefault(span.last_date, []).append(symbol)
+    clauses = []
+    for last, symbols in sorted(by_last.items()):
+        days = trading_days_ending(datetime.date.fromisoformat(last[:10]), rows + WINDOW_SLACK)
+        start = pd.Timestamp(days[0]).date()
+        clauses.append(ds.field(schema.SYMBOL).isin(sorted(symbols)) & (ds.field(schema.DATE) >= start))
+    return functools.reduce(operator.or_, clauses)
+
+
+def _read_from_keys(dataset: Any, columns: list[str], rows: int) -> pd.DataFrame:
+    """Read every row's key columns, then the wide rows from the earliest symbol window start on."""
+    import pyarrow.dataset as ds
+
+    keys = dataset.to_table(columns=[schema.SYMBOL, schema.DATE]).to_pandas()
+    if keys.empty:
+        return keys
+    ranked = keys.sort_values(schema.DATE).groupby(keys[schema.SYMBOL].astype(str))[schema.DATE]
+    start = min(dates.iloc[max(len(dates) - rows, 0)] for _, dates in ranked)
+    return dataset.to_table(columns=columns, filter=ds.field(schema.DATE) >= start).to_pandas()
 
 
 def read_data_version(manifest_path: Path) -> str | None:
@@ -430,7 +485,12 @@ class Predictor:
 
         """
         min_rows = int(bundle.metadata.get("min_history_rows") or 1)
-        window, calendar = read_latest_window(features_dir, max(min_rows, PLOT_DAYS, max(DIFF_DAYS) + 1))
+        manifest = find_manifest(manifest_path)
+        window, calendar = read_latest_window(
+            features_dir,
+            max(min_rows, PLOT_DAYS, max(DIFF_DAYS) + 1),
+            manifest.symbols if manifest is not None else None,
+        )
         inputs, short = [], []
         for symbol, rows in window.groupby(schema.SYMBOL, sort=False):
             tail = usable_tail(rows, min_rows)
