@@ -42,6 +42,7 @@ def forecast_windows(
     samples: windows.Windows,
     *,
     interpret: bool = False,
+    unique_origins: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
     """Run the network over every window in batches, without gradients.
 
@@ -51,6 +52,8 @@ def forecast_windows(
         series: The encoded model rows.
         samples: The windows to forecast (one or more decoder steps each).
         interpret: Also return per-sample variable importances and attention.
+        unique_origins: The windows start their decoders on distinct (symbol, day) pairs (one
+            window per symbol): skip keeping the longest forecast per origin.
 
     Returns:
         A frame with one row per sample and decoder step: ``sample`` (the sample's position),
@@ -95,7 +98,9 @@ def forecast_windows(
                 parts["encoder"].append(interpretation["encoder_variables"].cpu().numpy())
                 parts["decoder"].append(interpretation["decoder_variables"].cpu().numpy())
                 parts["attention"].append(interpretation["attention"].cpu().numpy())
-    result = _longest_per_origin(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(result) and not unique_origins:
+        result = _longest_per_origin(result)
     if not interpret:
         return result, None
     return result, {k: np.concatenate(v) if v else np.empty((0, 0)) for k, v in parts.items()}
@@ -134,7 +139,9 @@ def forecast_rows(
             "no forecast window: every symbol has too few rows for the encoder and horizon "
             "(or none reaches the first date to forecast)"
         )
-    return forecast_windows(bundle.network, layout, series, samples, interpret=interpret)
+    return forecast_windows(
+        bundle.network, layout, series, samples, interpret=interpret, unique_origins=predict
+    )
 
 
 def _longest_per_origin(steps: pd.DataFrame) -> pd.DataFrame:
