@@ -15,6 +15,7 @@ bundle whose files are missing or changed):
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import shutil
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tickercast import schema
 from tickercast.errors import BundleError
 from tickercast.files import sha256_file, swap_into_place, write_json, write_text
-from tickercast.model import inference, inputs
+from tickercast.model import inference, inputs, windows
 from tickercast.model.network import build_network, network_kwargs
 
 if TYPE_CHECKING:
@@ -63,6 +64,11 @@ class ModelBundle:
     path: Path | None = None
     # The conformal layer and skill shrinkage (calibration.json), when the bundle has one.
     calibration: Calibration | None = None
+
+    @functools.cached_property
+    def layout(self) -> windows.Layout:
+        """The network's input layout, read once from the fitted dataset parameters."""
+        return windows.Layout.from_parameters(self.dataset_parameters)
 
     @property
     def max_encoder_length(self) -> int:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tickercast import schema
-from tickercast.model import inputs
+from tickercast.model import inputs, windows
 
 if TYPE_CHECKING:
-    from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
+    from pytorch_forecasting import TemporalFusionTransformer
 
     from tickercast.model.bundle import ModelBundle
 
@@ -35,21 +35,31 @@ class InsufficientHistoryError(ValueError):
     """Some symbols have fewer usable rows than the model's encoder needs."""
 
 
-def forecast_dataset(
-    network: TemporalFusionTransformer, dataset: TimeSeriesDataSet, *, interpret: bool = False
+def forecast_windows(
+    network: TemporalFusionTransformer,
+    layout: windows.Layout,
+    series: windows.Series,
+    samples: windows.Windows,
+    *,
+    interpret: bool = False,
+    unique_origins: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
-    """Run the network over every sample of ``dataset`` in batches, without gradients.
+    """Run the network over every window in batches, without gradients.
 
     Args:
         network: The TFT (any device; put in eval mode here).
-        dataset: Samples to forecast (one or more decoder steps each).
+        layout: The bundle's input layout.
+        series: The encoded model rows.
+        samples: The windows to forecast (one or more decoder steps each).
         interpret: Also return per-sample variable importances and attention.
+        unique_origins: The windows start their decoders on distinct (symbol, day) pairs (one
+            window per symbol): skip keeping the longest forecast per origin.
 
     Returns:
         A frame with one row per sample and decoder step: ``sample`` (the sample's position),
         ``symbol``, ``time_idx`` (the step's target), ``step`` (1 for the first day after the
         origin) and one column per quantile (``q10``, ``q50``, ``q90``: that day's log return), in
-        the dataset's order; and, when ``interpret``, per-sample arrays ``static``, ``encoder``,
+        the windows' order; and, when ``interpret``, per-sample arrays ``static``, ``encoder``,
         ``decoder`` (importances) and ``attention``.
 
     """
@@ -59,14 +69,13 @@ def forecast_dataset(
     quantiles = list(network.loss.quantiles)
     frames: list[pd.DataFrame] = []
     parts: dict[str, list[np.ndarray]] = {"static": [], "encoder": [], "decoder": [], "attention": []}
-    loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
+    symbols = np.asarray(series.symbols, dtype=object)
     seen = 0
     with torch.no_grad():
-        for x, _ in loader:
+        for x, part in windows.batches(layout, series, samples, PREDICT_BATCH):
             out = network(x)
             pred = out["prediction"].cpu().numpy()  # (samples, steps, quantiles)
-            index = dataset.x_to_index(x)
-            lengths = x["decoder_lengths"].cpu().numpy()
+            lengths = part.decoder_lengths
             n_samples, n_steps = pred.shape[0], pred.shape[1]
             sample, step = np.divmod(np.arange(n_samples * n_steps), n_steps)
             keep = step < lengths[sample]
@@ -74,8 +83,8 @@ def forecast_dataset(
             frame = pd.DataFrame(
                 {
                     "sample": seen + sample,
-                    schema.SYMBOL: index[schema.SYMBOL].astype(str).to_numpy()[sample],
-                    schema.TIME_IDX: index[schema.TIME_IDX].to_numpy()[sample] + step,
+                    schema.SYMBOL: symbols[part.series[sample]].astype(str),
+                    schema.TIME_IDX: (part.first + part.encoder_lengths)[sample] + step,
                     "step": step + 1,
                 }
             )
@@ -89,57 +98,50 @@ def forecast_dataset(
                 parts["encoder"].append(interpretation["encoder_variables"].cpu().numpy())
                 parts["decoder"].append(interpretation["decoder_variables"].cpu().numpy())
                 parts["attention"].append(interpretation["attention"].cpu().numpy())
-    result = _longest_per_origin(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(result) and not unique_origins:
+        result = _longest_per_origin(result)
     if not interpret:
         return result, None
     return result, {k: np.concatenate(v) if v else np.empty((0, 0)) for k, v in parts.items()}
 
 
 def forecast_rows(
-    bundle: ModelBundle, rows: pd.DataFrame, *, interpret: bool = False, **dataset_options: Any
+    bundle: ModelBundle,
+    rows: pd.DataFrame,
+    *,
+    interpret: bool = False,
+    predict: bool = False,
+    min_prediction_idx: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
-    """Build the dataset of model ``rows`` and forecast it, as :func:`forecast_dataset` does.
+    """Cut the windows of model ``rows`` and forecast them, as :func:`forecast_windows` does.
 
-    Symbols the model never saw each get a pass of their own
-    (:func:`tickercast.model.inputs.separate_unseen`); ``sample`` numbers run on across the passes
-    and the interpretation arrays are concatenated in the same order.
+    Each symbol is its own series (:mod:`tickercast.model.windows`), known to the model or not.
 
     Args:
         bundle: The loaded model.
         rows: Model rows (:func:`tickercast.model.inputs.model_frame`).
         interpret: Also return the per-sample interpretation arrays.
-        **dataset_options: Passed to ``TimeSeriesDataSet.from_parameters`` (``predict``,
-            ``min_prediction_idx``...).
+        predict: One window per symbol, ending on its last row (the decoder rows of
+            :func:`tickercast.model.inputs.prediction_rows`); otherwise every window.
+        min_prediction_idx: First ``time_idx`` a decoder may start on (default: the training set's).
+
+    Raises:
+        ValueError: No symbol has a window.
 
     """
-    from pytorch_forecasting import TimeSeriesDataSet
-
-    options = {"stop_randomization": True, **dataset_options}
-    frames: list[pd.DataFrame] = []
-    arrays: dict[str, list[np.ndarray]] = {}
-    offset = 0
-    built = 0
-    failure: AssertionError | None = None
-    for part in inputs.separate_unseen(bundle.dataset_parameters, rows):
-        try:
-            dataset = TimeSeriesDataSet.from_parameters(bundle.dataset_parameters, part, **options)
-        except AssertionError as error:  # pytorch-forecasting's "no sample left" check
-            failure = error
-            continue
-        built += 1
-        steps, parts = forecast_dataset(bundle.network, dataset, interpret=interpret)
-        if len(steps):
-            frames.append(steps.assign(sample=steps["sample"] + offset))
-        for key, value in (parts or {}).items():
-            if value.size:
-                arrays.setdefault(key, []).append(value)
-        offset += len(dataset)
-    if not built and failure is not None:
-        raise failure
-    steps = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not interpret:
-        return steps, None
-    return steps, {key: np.concatenate(values) for key, values in arrays.items()}
+    layout = bundle.layout
+    series = windows.encode(layout, rows)
+    cut = windows.prediction_windows if predict else windows.all_windows
+    samples = cut(layout, series, min_prediction_idx)
+    if not len(samples):
+        raise ValueError(
+            "no forecast window: every symbol has too few rows for the encoder and horizon "
+            "(or none reaches the first date to forecast)"
+        )
+    return forecast_windows(
+        bundle.network, layout, series, samples, interpret=interpret, unique_origins=predict
+    )
 
 
 def _longest_per_origin(steps: pd.DataFrame) -> pd.DataFrame:

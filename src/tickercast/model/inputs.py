@@ -270,22 +270,3 @@ def prediction_rows(
         }
     )
     return rows, info
-
-
-def separate_unseen(parameters: dict[str, Any], rows: pd.DataFrame) -> list[pd.DataFrame]:
-    """Split model rows so that no two symbols the model never saw share one dataset.
-
-    pytorch-forecasting encodes every group id its training set did not hold as the same class, so
-    two such symbols in one dataset would be read as one series, their rows interleaved. Symbols the
-    model knows stay together (one batched pass); each unseen one gets a pass of its own.
-
-    Returns:
-        The parts, known symbols first; an empty list for empty ``rows``.
-
-    """
-    encoder = parameters.get("categorical_encoders", {}).get(f"__group_id__{schema.SYMBOL}")
-    known = set(getattr(encoder, "classes_", {}))
-    symbols = rows[schema.SYMBOL].astype(str)
-    unseen = sorted(set(symbols) - known)
-    parts = [rows[~symbols.isin(unseen)]] + [rows[symbols == symbol] for symbol in unseen]
-    return [part for part in parts if len(part)]
